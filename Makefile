@@ -1,0 +1,50 @@
+# lnlib: two commands set everything up on a fresh machine.
+#   make book   -- venv, data, execute the notebooks, build the Jupyter Book (offline, CPU)
+#   make test   -- venv, data, lint, test suite (what CI runs)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+QUICK  ?= 0
+PROFILE := $(if $(filter 1 true yes,$(QUICK)),quick,full)
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBIAN_FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: venv data test lint book notebooks hooks clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Offline data: Fashion-MNIST from Debian's package, copied into data/ and checked against SHA-256 digests.
+data: venv
+	@if [ ! -f $(DEBIAN_FMNIST)/train-images-idx3-ubyte.gz ] && [ ! -f data/cache/fashion_mnist.pt ]; then \
+	  $(SUDO) apt-get install -y -q dataset-fashion-mnist || \
+	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist; } || true; \
+	fi
+	$(PY) -m lnlib data fetch fashion_mnist
+
+lint: venv
+	$(PY) -m ruff check lnlib tests book nbs benchmarks
+	$(VENV)/bin/nbstripout --verify nbs/*.ipynb
+
+test: data lint
+	$(PY) -m pytest
+
+notebooks: data
+	$(PY) book/execute.py --profile $(PROFILE)
+
+book: notebooks
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	@echo "open _build/html/index.html"
+
+# Strip notebook outputs (and papermill metadata) on `git add`.
+hooks: venv
+	$(VENV)/bin/nbstripout --install --attributes .gitattributes
+	git config filter.nbstripout.extrakeys "metadata.papermill cell.metadata.papermill cell.metadata.execution"
+
+clean:
+	rm -rf _build book/generated

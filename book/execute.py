@@ -1,0 +1,75 @@
+"""Execute the book's notebooks with papermill: nbs/<name>.ipynb -> book/generated/<name>.ipynb.
+
+Which notebooks: every ``book/generated/<name>`` entry of ``_toc.yml``. Which parameters: the profile's
+block in ``book/params.yaml``. The injected-parameters cell is tagged ``remove-cell`` so that readers see
+results, not papermill's plumbing. A notebook that raises stops the build (non-zero exit).
+
+    python book/execute.py --profile full|quick [name ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import papermill as pm
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+GENERATED = ROOT / "book" / "generated"
+
+
+def toc_notebooks() -> list[str]:
+    """Names of the notebooks the table of contents takes from book/generated/, in order."""
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "file" and str(value).startswith("book/generated/"):
+                    yield str(value).removeprefix("book/generated/")
+                else:
+                    yield from walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from walk(item)
+
+    return list(walk(yaml.safe_load((ROOT / "_toc.yml").read_text())))
+
+
+def execute(name: str, parameters: dict) -> float:
+    """Run one notebook; returns its wall time in seconds."""
+    source, target = ROOT / "nbs" / f"{name}.ipynb", GENERATED / f"{name}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    pm.execute_notebook(source, target, parameters=parameters, kernel_name="python3", cwd=str(ROOT / "nbs"),
+                        progress_bar=False)
+    nb = nbformat.read(target, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(nb, target)
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    profiles = yaml.safe_load((ROOT / "book" / "params.yaml").read_text())
+    parser.add_argument("--profile", choices=sorted(profiles), default="full")
+    parser.add_argument("names", nargs="*", help="notebooks to run (default: all in _toc.yml)")
+    args = parser.parse_args(argv)
+    names = args.names or toc_notebooks()
+    unknown = sorted(set(names) - set(toc_notebooks()))
+    if unknown:
+        parser.error(f"notebook(s) {unknown} are not in _toc.yml; choose from {toc_notebooks()}")
+    for name in names:
+        parameters = profiles[args.profile].get(name, {})
+        print(f"[book] {name}: papermill with {parameters or 'notebook defaults'} ...", flush=True)
+        print(f"[book] {name}: done in {execute(name, parameters):.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

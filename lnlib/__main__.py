@@ -1,0 +1,105 @@
+"""``python -m lnlib ...``: a thin command line over TrainConfig and the data registry.
+
+    python -m lnlib train --tau 0.04 --loss logitnorm      # flags = TrainConfig fields
+    python -m lnlib train --preset cifar10_wrn_logitnorm   # a paper recipe (needs CIFAR-10)
+    python -m lnlib config --loss ce                       # print the config, its hash and run folder
+    python -m lnlib data fetch fashion_mnist               # get a dataset (make data)
+    python -m lnlib data list
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+
+from lnlib.config import PRESETS, TrainConfig, preset
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; use true or false")
+
+
+def _parse_optional_str(text: str) -> str | None:
+    return None if text.lower() in ("none", "null", "") else text
+
+
+def _parse_int_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(t) for t in text.replace(",", " ").split())
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--field`` per TrainConfig field, typed from the field's annotation; default: not given."""
+    hints = typing.get_type_hints(TrainConfig)
+    parsers = {bool: _parse_bool, int: int, float: float, str: str,
+               str | None: _parse_optional_str, tuple[int, ...]: _parse_int_tuple}
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default", help="a recipe to start from")
+    for f in dataclasses.fields(TrainConfig):
+        parser.add_argument(f"--{f.name}", type=parsers[hints[f.name]], default=argparse.SUPPRESS,
+                            metavar=hints[f.name].__name__ if isinstance(hints[f.name], type) else "VALUE",
+                            help=f"default: {f.default!r}")
+
+
+def _config_from_args(args: argparse.Namespace) -> TrainConfig:
+    overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.field_names()}
+    return preset(args.preset, **overrides)
+
+
+def _print_summary(run) -> None:
+    m = run.metrics
+    print(f"\nrun: {run.path}\ntest accuracy: {m['test_acc']:.2%}   ({m['epochs']} epochs, "
+          f"{m['train_time_s']:.0f} s training)")
+    print(f"OOD detection with {m['ood']['score'].upper()} — {m['ood']['convention']}")
+    print(f"{'OOD set':<16}{'FPR95 ↓':>9}{'AUROC ↑':>9}{'AUPR-In ↑':>11}")
+    for name, r in [*m["ood"]["sets"].items(), ("average", m["ood"]["average"])]:
+        print(f"{name:<16}{r['fpr95']:>9.2%}{r['auroc']:>9.2%}{r['aupr_in']:>11.2%}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lnlib", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train (or load the cached run of) one config")
+    _add_config_flags(train)
+    show = sub.add_parser("config", help="print a config, its hash and its run folder")
+    _add_config_flags(show)
+    data = sub.add_parser("data", help="datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    fetch = data_sub.add_parser("fetch", help="get ID datasets onto this machine")
+    fetch.add_argument("names", nargs="+")
+    data_sub.add_parser("list", help="list ID and OOD sets")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command in ("train", "config"):
+            cfg = _config_from_args(args)
+            from lnlib.runs import Run, load_or_train
+
+            if args.command == "config":
+                print(json.dumps(cfg.to_dict(), indent=2))
+                print(f"hash: {cfg.content_hash()}\nrun folder: {Run.for_config(cfg).path}")
+                return 0
+            _print_summary(load_or_train(cfg))
+        elif args.data_command == "list":
+            from lnlib.data import ID_SETS, OOD_SETS
+
+            print("ID sets: " + ", ".join(ID_SETS) + "\nOOD sets (offline): " + ", ".join(OOD_SETS))
+        else:
+            from lnlib.data import fetch as fetch_set
+
+            for name in args.names:
+                print(f"{name}: {fetch_set(name)}")
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""One training configuration: :class:`TrainConfig`.
+
+Every run of the project is described by one frozen ``TrainConfig``. Papermill parameters, CLI flags and
+the saved ``config.json`` all use its field names. ``validate()`` checks every value *before* any data is
+loaded or any model is built, and names the bad key, its value and the valid choices.
+
+The defaults are the offline CPU default of the book (Fashion-MNIST, ``small_cnn``, LogitNorm with
+τ = 0.04). ``PRESETS`` holds the papers' full-scale recipes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+
+# Choices are listed here, once, so that validation messages, the CLI and the docs agree.
+MODELS = ("small_cnn", "wrn40_2", "resnet18", "mlp")
+LOSSES = ("ce", "logitnorm")
+OUTLIERS = (None,)  # CEDA / ACET arrive with the far-away chapter.
+SCHEDULES = ("cosine", "multistep", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+# What `quick=True` shrinks to: small enough for CI and a lab laptop, big enough to be real training.
+QUICK_TRAIN_SIZE = 10_000  # training images (a fixed random subset of the training split)
+QUICK_EVAL_SIZE = 1000  # ID test images and images per OOD set
+QUICK_MAX_EPOCHS = 3
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run. ``asdict(cfg)`` is what is saved and hashed.
+
+    The loss is chosen by ``loss``: ``'ce'`` (softmax cross-entropy) or ``'logitnorm'``
+    (cross-entropy on ``f / (tau * ||f||)``, Wei et al., ICML 2022).
+    """
+
+    # what is learned
+    dataset: str = "fashion_mnist"  # in-distribution set (lnlib.data.ID_SETS)
+    model: str = "small_cnn"  # architecture (lnlib.models.MODELS)
+    loss: str = "logitnorm"  # 'ce' or 'logitnorm'
+    tau: float = 0.04  # LogitNorm temperature; ignored (and not hashed differently) for 'ce'
+    outlier: str | None = None  # outlier objective: None for now ('ceda', 'acet' later)
+    dropout: float = 0.0  # dropout rate inside the model (WRN recipe: 0.3)
+    # how it is learned
+    epochs: int = 12
+    batch_size: int = 128
+    lr: float = 0.05  # peak learning rate (SGD)
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # 'cosine' (per step, to 0), 'multistep' (per epoch), 'constant'
+    milestones: tuple[int, ...] = ()  # epochs at which 'multistep' multiplies the lr by gamma
+    gamma: float = 0.1
+    warmup: int = 1  # epochs of linear lr warm-up (per step)
+    augment: bool = True  # random crop (pad 2 for 28 px, 4 for 32 px) + horizontal flip, on device
+    val_size: int = 5000  # images carved from the training split for validation (never trained on)
+    monitor_ood: str = "textures"  # OOD set whose logit norm is recorded every epoch
+    seed: int = 0
+    # how fast / where
+    device: str = "auto"  # 'auto' = cuda if available else cpu
+    precision: str = "auto"  # 'auto' = bf16 autocast on cuda, fp32 on cpu
+    compile: bool = False  # torch.compile the model
+    channels_last: bool = True  # measured faster on CPU (oneDNN) as well as GPU
+    eval_batch_size: int = 1000
+    quick: bool = False  # shrink the work (data subsets, ≤3 epochs) for CI and labs
+
+    def __post_init__(self):
+        # Papermill and JSON give lists; a frozen, hashable config wants tuples.
+        if isinstance(self.milestones, list):
+            object.__setattr__(self, "milestones", tuple(self.milestones))
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """Build and validate a config; unknown keys raise ``ValueError`` naming them."""
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise ValueError(
+                f"unknown config key(s) {unknown}; valid keys are: {', '.join(cls.field_names())}"
+            )
+        cfg = cls(**values)
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_namespace(cls, namespace: dict, allowed_extra: tuple[str, ...] = ()) -> TrainConfig:
+        """Build a config from a notebook's globals after papermill injected its parameters.
+
+        Every public global holding a literal (number, string, bool, None, list, tuple) must be a config
+        field or in ``allowed_extra``, so that a misspelt ``-p taw 0.04`` fails loudly instead of being ignored.
+        """
+        literal = (bool, int, float, str, list, tuple, type(None))  # what a parameters cell holds
+        values, unknown = {}, []
+        for name, value in namespace.items():
+            if name.startswith("_") or name in ("In", "Out") or name in allowed_extra:
+                continue
+            if not isinstance(value, literal):  # modules, functions, configs, runs, figures...
+                continue
+            if name in cls.field_names():
+                values[name] = value
+            else:
+                unknown.append(name)
+        if unknown:
+            raise ValueError(
+                f"unknown parameter(s) {sorted(unknown)}; valid parameters are: "
+                f"{', '.join(cls.field_names() + tuple(allowed_extra))}"
+            )
+        return cls.from_dict(values)
+
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with some fields changed, validated."""
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    # ------------------------------------------------------------------ identity
+    def to_dict(self) -> dict:
+        d = {name: getattr(self, name) for name in self.field_names()}
+        d["milestones"] = list(d["milestones"])
+        return d
+
+    def content_hash(self) -> str:
+        """First 8 hex digits of SHA-256 over the canonical JSON of the config.
+
+        Stable across processes and machines (sorted keys, plain JSON types). ``tau`` is dropped for
+        cross-entropy runs, where it has no effect, so a CE run is shared whatever τ a notebook passes.
+        """
+        d = self.to_dict()
+        if d["loss"] == "ce":
+            d["tau"] = None
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+    def slug(self) -> str:
+        """Human-readable start of the run folder's name, e.g. ``fashion_mnist-small_cnn-logitnorm0.04-s0``."""
+        loss = f"logitnorm{self.tau:g}" if self.loss == "logitnorm" else self.loss
+        parts = [self.dataset, self.model, loss]
+        if self.outlier:
+            parts.append(self.outlier)
+        parts.append(f"s{self.seed}")
+        if self.quick:
+            parts.append("quick")
+        return "-".join(parts)
+
+    @property
+    def epochs_to_run(self) -> int:
+        return min(self.epochs, QUICK_MAX_EPOCHS) if self.quick else self.epochs
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> TrainConfig:
+        """Raise ``ValueError`` naming the key, the value and the valid choices. Returns ``self``."""
+        from lnlib.data import ID_SETS, OOD_SETS  # lazy: importing lnlib.data loads no data
+
+        def choose(key, choices):
+            value = getattr(self, key)
+            if value not in choices:
+                raise ValueError(f"{key}={value!r} is not valid; choose one of {list(choices)}")
+
+        def check(key, ok, rule):
+            value = getattr(self, key)
+            if not ok(value):
+                raise ValueError(f"{key}={value!r} is not valid; {key} must be {rule}")
+
+        def is_int(v):
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def is_real(v):
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        choose("dataset", tuple(ID_SETS))
+        choose("model", MODELS)
+        choose("loss", LOSSES)
+        choose("outlier", OUTLIERS)
+        choose("schedule", SCHEDULES)
+        choose("device", DEVICES)
+        choose("precision", PRECISIONS)
+        choose("monitor_ood", tuple(OOD_SETS))
+        check("tau", lambda v: is_real(v) and v > 0, "a positive number (the paper uses 0.04 for CIFAR-10)")
+        check("dropout", lambda v: is_real(v) and 0 <= v < 1, "a number in [0, 1)")
+        check("epochs", lambda v: is_int(v) and v >= 1, "an integer >= 1")
+        check("batch_size", lambda v: is_int(v) and v >= 1, "an integer >= 1")
+        check("eval_batch_size", lambda v: is_int(v) and v >= 1, "an integer >= 1")
+        check("lr", lambda v: is_real(v) and v > 0, "a positive number")
+        check("momentum", lambda v: is_real(v) and 0 <= v < 1, "a number in [0, 1)")
+        check("weight_decay", lambda v: is_real(v) and v >= 0, "a number >= 0")
+        check("gamma", lambda v: is_real(v) and 0 < v <= 1, "a number in (0, 1]")
+        check("warmup", lambda v: is_int(v) and 0 <= v < self.epochs, "an integer in [0, epochs)")
+        check("val_size", lambda v: is_int(v) and v >= 0, "an integer >= 0")
+        check("seed", lambda v: is_int(v) and v >= 0, "an integer >= 0")
+        for key in ("nesterov", "augment", "compile", "channels_last", "quick"):
+            check(key, lambda v: isinstance(v, bool), "True or False")
+        check(
+            "milestones",
+            lambda v: all(is_int(m) and 0 < m < self.epochs for m in v) and list(v) == sorted(set(v)),
+            f"increasing integers in (0, epochs={self.epochs})",
+        )
+        if self.schedule == "multistep" and not self.milestones:
+            raise ValueError("schedule='multistep' needs milestones, e.g. milestones=(80, 140)")
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0; set nesterov=False or a momentum")
+        return self
+
+
+# The papers' full-scale recipes. Offline they stop at the data step (CIFAR needs a download).
+PRESETS: dict[str, dict] = {
+    # The CPU default of this book: what `TrainConfig()` gives.
+    "default": {},
+    # LogitNorm, CIFAR-10, WRN-40-2 (Wei et al. 2022, Sec. 5 and the official train.py): 200 epochs, SGD
+    # momentum 0.9 without Nesterov, wd 5e-4, dropout 0.3, batch 128, lr 0.1 x0.1 at epochs 80 and 140.
+    "cifar10_wrn_logitnorm": dict(
+        dataset="cifar10", model="wrn40_2", loss="logitnorm", tau=0.04, dropout=0.3, epochs=200,
+        batch_size=128, lr=0.1, momentum=0.9, nesterov=False, weight_decay=5e-4, schedule="multistep",
+        milestones=(80, 140), gamma=0.1, warmup=0, monitor_ood="gaussian_noise",
+    ),
+}
+PRESETS["cifar10_wrn_ce"] = {**PRESETS["cifar10_wrn_logitnorm"], "loss": "ce"}
+
+
+def preset(name: str, **overrides) -> TrainConfig:
+    """A named recipe with optional field overrides, validated."""
+    if name not in PRESETS:
+        raise ValueError(f"preset={name!r} is not valid; choose one of {sorted(PRESETS)}")
+    return TrainConfig.from_dict({**PRESETS[name], **overrides})

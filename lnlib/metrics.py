@@ -1,0 +1,107 @@
+"""OOD-detection and classification metrics, from score arrays. All return fractions in [0, 1].
+
+Convention (stated once, used everywhere): scores are "higher = more in-distribution", and by default
+**ID is the positive class**, as in the LogitNorm paper and Hein et al.:
+
+* ``fpr_at_tpr(id, ood)`` — FPR95: the fraction of OOD samples *accepted* (score ≥ t) at the highest
+  threshold t that still accepts at least 95% of ID samples. ``positive='ood'`` gives OpenOOD v1.5's
+  convention instead: the fraction of ID samples *rejected* at the threshold that catches 95% of OOD.
+* ``auroc`` — area under the ROC curve; the same under both conventions.
+* ``aupr_in`` / ``aupr_out`` — average precision with ID / OOD as the positive class (the OOD score then
+  being ``-score``); the LogitNorm code reports AUPR-In.
+
+Ties are handled exactly: tied scores form one threshold, so a tie never splits arbitrarily.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+POSITIVES = ("id", "ood")
+
+
+def _check(id_scores, ood_scores) -> tuple[np.ndarray, np.ndarray]:
+    id_scores = np.asarray(id_scores, dtype=np.float64).ravel()
+    ood_scores = np.asarray(ood_scores, dtype=np.float64).ravel()
+    for name, s in (("id_scores", id_scores), ("ood_scores", ood_scores)):
+        if s.size == 0:
+            raise ValueError(f"{name} is empty")
+        if not np.all(np.isfinite(s)):
+            raise ValueError(f"{name} contains NaN or inf")
+    return id_scores, ood_scores
+
+
+def _counts(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """True- and false-positive counts when accepting ``score ≥ t``, one entry per distinct score t
+    (descending). Returns ``(tps, fps)``, both ending at ``(len(pos), len(neg))``."""
+    scores = np.concatenate([pos, neg])
+    is_pos = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
+    order = np.argsort(-scores, kind="mergesort")
+    scores, is_pos = scores[order], is_pos[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
+    tps = np.cumsum(is_pos)[last_of_tie]
+    return tps, (last_of_tie + 1) - tps
+
+
+def _orient(id_scores, ood_scores, positive: str) -> tuple[np.ndarray, np.ndarray]:
+    if positive not in POSITIVES:
+        raise ValueError(f"positive={positive!r} is not valid; choose one of {list(POSITIVES)}")
+    id_scores, ood_scores = _check(id_scores, ood_scores)
+    return (id_scores, ood_scores) if positive == "id" else (-ood_scores, -id_scores)
+
+
+def fpr_at_tpr(id_scores, ood_scores, tpr: float = 0.95, positive: str = "id") -> float:
+    """False-positive rate at the first threshold whose true-positive rate is ≥ ``tpr`` (FPR95 by default).
+
+    ``positive='id'`` (default, LogitNorm paper): fraction of OOD accepted while ≥ 95% of ID is accepted.
+    ``positive='ood'`` (OpenOOD v1.5): fraction of ID rejected while ≥ 95% of OOD is rejected.
+    Unlike the official LogitNorm code (nearest point to 95%, which may lie below it), the TPR here is
+    never below ``tpr``.
+    """
+    if not 0 < tpr <= 1:
+        raise ValueError(f"tpr={tpr!r} must be in (0, 1]")
+    pos, neg = _orient(id_scores, ood_scores, positive)
+    tps, fps = _counts(pos, neg)
+    first = np.searchsorted(tps / len(pos), tpr - 1e-12)  # TPR is non-decreasing along the thresholds
+    return float(fps[first] / len(neg))
+
+
+def auroc(id_scores, ood_scores) -> float:
+    """Area under the ROC curve (ID positive; identical with OOD positive). 0.5 = chance, ties count ½."""
+    pos, neg = _orient(id_scores, ood_scores, "id")
+    tps, fps = _counts(pos, neg)
+    tpr, fpr = np.r_[0, tps / len(pos)], np.r_[0, fps / len(neg)]
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+
+
+def _average_precision(pos, neg) -> float:
+    """``Σ_n (R_n − R_{n−1})·P_n`` over distinct thresholds (scikit-learn's ``average_precision_score``)."""
+    tps, fps = _counts(pos, neg)
+    precision, recall = tps / (tps + fps), tps / len(pos)
+    return float(np.sum(np.diff(np.r_[0, recall]) * precision))
+
+
+def aupr_in(id_scores, ood_scores) -> float:
+    """Average precision with ID as the positive class. Chance level = #ID / (#ID + #OOD)."""
+    return _average_precision(*_orient(id_scores, ood_scores, "id"))
+
+
+def aupr_out(id_scores, ood_scores) -> float:
+    """Average precision with OOD as the positive class (score ``-s``). Chance = #OOD / (#ID + #OOD)."""
+    return _average_precision(*_orient(id_scores, ood_scores, "ood"))
+
+
+def ood_metrics(id_scores, ood_scores, positive: str = "id") -> dict[str, float]:
+    """FPR95 (under ``positive``'s convention), AUROC, AUPR-In and AUPR-Out, as fractions."""
+    return {
+        "fpr95": fpr_at_tpr(id_scores, ood_scores, 0.95, positive),
+        "auroc": auroc(id_scores, ood_scores),
+        "aupr_in": aupr_in(id_scores, ood_scores),
+        "aupr_out": aupr_out(id_scores, ood_scores),
+    }
+
+
+def accuracy(logits, labels) -> float:
+    """Top-1 accuracy: fraction of ``argmax(logits) == labels``. ``logits`` (N, K), ``labels`` (N,)."""
+    logits, labels = np.asarray(logits), np.asarray(labels)
+    return float(np.mean(logits.argmax(axis=1) == labels))

@@ -1,0 +1,60 @@
+"""Figure helpers: arrays or DataFrames in, a matplotlib ``Figure`` out.
+
+One seaborn theme and one colour-blind-safe palette (seaborn's ``colorblind``) for the whole book, set
+when this module is imported. Every axis says what it shows and in which unit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline", "inline"):
+    matplotlib.use("Agg")  # headless by default; notebooks keep their inline backend
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+PALETTE = sns.color_palette("colorblind")
+SPLIT_COLORS = {"train": PALETTE[0], "test": PALETTE[1], "ood": PALETTE[2]}
+sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE)
+
+
+def training_history(history, ood_name: str = "OOD", title: str | None = None) -> plt.Figure:
+    """Three panels over epochs: training loss; accuracy (train, test); logit norm ‖f‖₂ with its 10–90th
+    percentile band on ID train, ID test and the OOD monitor set.
+
+    ``history``: the DataFrame of ``Run.history`` (columns ``epoch``, ``train_loss``, ``train_acc``,
+    ``test_acc``, ``{train,test,ood}_norm_{mean,p10,p90}``).
+    """
+    fig, (ax_loss, ax_acc, ax_norm) = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
+    epoch = history["epoch"]
+    ax_loss.plot(epoch, history["train_loss"], marker="o", color=PALETTE[0])
+    ax_loss.set(xlabel="epoch", ylabel="training loss (nats)", title="Training loss")
+    ax_acc.plot(epoch, 100 * history["train_acc"], marker="o", label="train (augmented)",
+                color=SPLIT_COLORS["train"])
+    ax_acc.plot(epoch, 100 * history["test_acc"], marker="o", label="test", color=SPLIT_COLORS["test"])
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    ax_acc.legend()
+    for split, label in (("train", "ID train"), ("test", "ID test"), ("ood", ood_name)):
+        color = SPLIT_COLORS[split]
+        ax_norm.plot(epoch, history[f"{split}_norm_mean"], marker="o", color=color, label=label)
+        ax_norm.fill_between(epoch, history[f"{split}_norm_p10"], history[f"{split}_norm_p90"],
+                             color=color, alpha=0.2, linewidth=0)
+    ax_norm.set(xlabel="epoch", ylabel="logit norm ‖f(x)‖₂ (mean, 10–90%)", title="Logit norm")
+    ax_norm.legend()
+    for ax in (ax_loss, ax_acc, ax_norm):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def save(fig: plt.Figure, path_without_suffix: Path) -> list[Path]:
+    """Save ``fig`` as PNG (150 dpi) and SVG next to each other; returns the two paths."""
+    base = Path(path_without_suffix)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    paths = [base.with_suffix(".png"), base.with_suffix(".svg")]
+    fig.savefig(paths[0], dpi=150)
+    fig.savefig(paths[1])
+    return paths

@@ -1,0 +1,90 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lnlib import PRESETS, TrainConfig, preset
+
+
+def test_defaults_are_the_offline_cpu_default():
+    cfg = TrainConfig().validate()
+    assert (cfg.dataset, cfg.model, cfg.loss, cfg.tau) == ("fashion_mnist", "small_cnn", "logitnorm", 0.04)
+
+
+def test_paper_preset_is_the_logitnorm_cifar10_recipe():
+    cfg = preset("cifar10_wrn_logitnorm")
+    assert (cfg.model, cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.dropout) == (
+        "wrn40_2", 200, 128, 0.1, 0.9, 5e-4, 0.3)
+    assert cfg.schedule == "multistep" and cfg.milestones == (80, 140) and cfg.gamma == 0.1
+    assert not cfg.nesterov
+    assert preset("cifar10_wrn_ce").loss == "ce"
+    for name in PRESETS:
+        preset(name)  # every preset validates
+
+
+@pytest.mark.parametrize("key, value, expected_in_message", [
+    ("tau", -1, ["tau", "-1", "positive"]),
+    ("tau", 0, ["tau", "positive"]),
+    ("loss", "foo", ["loss", "'foo'", "'ce'", "'logitnorm'"]),
+    ("dataset", "foo", ["dataset", "'foo'", "fashion_mnist"]),
+    ("model", "vit", ["model", "'vit'", "small_cnn"]),
+    ("epochs", 0, ["epochs", ">= 1"]),
+    ("epochs", 2.5, ["epochs", "integer"]),
+    ("quick", "yes", ["quick", "True or False"]),
+    ("dropout", 1.0, ["dropout", "[0, 1)"]),
+    ("monitor_ood", "cifar10", ["monitor_ood", "textures"]),
+    ("milestones", (5, 3), ["milestones", "increasing"]),
+    ("tau", float("nan"), ["tau"]),
+])
+def test_bad_values_name_key_value_and_choices(key, value, expected_in_message):
+    with pytest.raises(ValueError) as err:
+        TrainConfig.from_dict({key: value})
+    for text in expected_in_message:
+        assert text in str(err.value), (text, str(err.value))
+
+
+def test_unknown_key_is_rejected_with_the_valid_keys():
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['taw'\].*tau"):
+        TrainConfig.from_dict({"taw": 0.04})
+
+
+def test_multistep_needs_milestones():
+    with pytest.raises(ValueError, match="milestones"):
+        TrainConfig.from_dict({"schedule": "multistep"})
+
+
+def test_from_namespace_takes_literals_and_rejects_unknown_literals():
+    import math
+
+    ns = {"tau": 0.1, "loss": "ce", "math": math, "_private": 1, "In": [], "cfg": TrainConfig(), "f": print,
+          "milestones": []}
+    cfg = TrainConfig.from_namespace(ns)
+    assert cfg.tau == 0.1 and cfg.loss == "ce"
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['taw'\]"):
+        TrainConfig.from_namespace({**ns, "taw": 0.04})
+    assert TrainConfig.from_namespace({**ns, "run_dir": "x"}, allowed_extra=("run_dir",)).tau == 0.1
+
+
+def test_hash_is_stable_across_processes_and_sensitive_to_fields():
+    cfg = TrainConfig()
+    code = "from lnlib import TrainConfig; print(TrainConfig().content_hash())"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert other.stdout.strip() == cfg.content_hash()
+    assert len(cfg.content_hash()) == 8
+    assert cfg.replace(seed=1).content_hash() != cfg.content_hash()
+    assert cfg.replace(tau=0.5).content_hash() != cfg.content_hash()
+    # tau does nothing under cross-entropy, so CE runs are shared whatever tau says
+    ce = cfg.replace(loss="ce")
+    assert ce.replace(tau=0.5).content_hash() == ce.content_hash()
+
+
+def test_round_trip_through_json():
+    cfg = preset("cifar10_wrn_logitnorm")
+    again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and again.content_hash() == cfg.content_hash()
+
+
+def test_quick_caps_epochs():
+    assert TrainConfig(quick=True, epochs=50).epochs_to_run == 3
+    assert TrainConfig(epochs=50).epochs_to_run == 50

@@ -1,0 +1,57 @@
+"""The train notebook, executed by papermill exactly as users and the book run it."""
+
+import nbformat
+import papermill as pm
+import pytest
+from conftest import REPO
+
+NB = REPO / "nbs" / "train.ipynb"
+
+
+def _run(tmp_path, **parameters):
+    out = tmp_path / "out.ipynb"
+    pm.execute_notebook(NB, out, parameters=parameters, kernel_name="python3", cwd=str(REPO / "nbs"),
+                        progress_bar=False)
+    return nbformat.read(out, as_version=4)
+
+
+def _text(nb) -> str:
+    parts = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            parts.append(o.get("text", ""))
+            parts.extend(str(v) for k, v in o.get("data", {}).items() if k in ("text/plain", "text/html"))
+    return "\n".join(parts)
+
+
+def test_parameters_cell_names_equal_config_fields():
+    from lnlib import TrainConfig
+
+    assert set(pm.inspect_notebook(NB)) == set(TrainConfig.field_names())
+    defaults = {k: v["default"] for k, v in pm.inspect_notebook(NB).items()}
+    assert defaults["tau"] == "0.04" and defaults["loss"] == '"logitnorm"'
+
+
+@pytest.mark.slow
+def test_quick_run_shows_history_and_ood_table(tmp_path, runs_root, fashion_mnist_available):
+    nb = _run(tmp_path, quick=True, epochs=2)
+    text = _text(nb)
+    assert "test accuracy" in text and "FPR95" in text and "gaussian_noise" in text
+    assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    run_dirs = list(runs_root.iterdir())
+    assert len(run_dirs) == 1 and (run_dirs[0] / "figures" / "training_history.png").exists()
+
+
+@pytest.mark.parametrize("name, value, words", [
+    ("tau", -1, ["tau=-1", "positive"]),
+    ("loss", "foo", ["loss='foo'", "'ce'", "'logitnorm'"]),
+    ("dataset", "foo", ["dataset='foo'", "fashion_mnist"]),
+    ("taw", 0.04, ["unknown parameter", "taw", "tau"]),
+])
+def test_bad_parameters_fail_at_once_with_a_clear_message(tmp_path, runs_root, name, value, words):
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        _run(tmp_path, **{name: value})
+    assert err.value.ename == "ValueError"
+    for w in words:
+        assert w in err.value.evalue, err.value.evalue
+    assert not runs_root.exists()

@@ -1,0 +1,122 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+from conftest import REPO, tiny_cfg
+
+from lnlib import TrainConfig, load_or_train
+from lnlib.runs import Run
+from lnlib.train import augment, lr_at
+
+TIME_COLUMNS = ["epoch_time_s"]
+
+
+def test_augment_is_a_shifted_crop_or_its_mirror():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 2, 8, 8)
+    out = augment(x, pad=2, fill=torch.tensor([-5.0, -6.0]), generator=g)
+    assert out.shape == x.shape
+    for i in range(64):
+        padded = torch.stack([torch.nn.functional.pad(x[i, c], (2, 2, 2, 2), value=v)
+                              for c, v in enumerate((-5.0, -6.0))])
+        crops = [padded[:, dy:dy + 8, dx:dx + 8] for dy in range(5) for dx in range(5)]
+        assert any(torch.equal(out[i], c) or torch.equal(out[i], c.flip(2)) for c in crops)
+    g2 = torch.Generator().manual_seed(0)
+    assert torch.equal(out, augment(x, 2, torch.tensor([-5.0, -6.0]), g2))
+
+
+def test_lr_schedule():
+    cfg = TrainConfig(epochs=10, warmup=2, lr=0.1)
+    assert lr_at(0, cfg, 100) == pytest.approx(0.1 / 200)
+    assert lr_at(199, cfg, 100) == pytest.approx(0.1)
+    assert lr_at(200, cfg, 100) == pytest.approx(0.1)  # cosine starts at the peak
+    assert lr_at(999, cfg, 100) < 1e-5
+    step = TrainConfig(epochs=200, warmup=0, lr=0.1, schedule="multistep", milestones=(80, 140))
+    assert [lr_at(e * 10, step, 10) for e in (79, 80, 139, 140)] == pytest.approx([0.1, 0.01, 0.01, 0.001])
+
+
+def _history_without_times(run):
+    return run.history.drop(columns=TIME_COLUMNS)
+
+
+@pytest.mark.slow
+def test_short_run_leaves_a_complete_folder(runs_root, fashion_mnist_available):
+    run = load_or_train(tiny_cfg())
+    files = {p.name for p in run.path.iterdir()}
+    assert {"config.json", "env.json", "history.csv", "model.pt", "metrics.json", "logits"} <= files
+    assert "checkpoint.pt" not in files
+    m = run.metrics
+    assert m["test_acc"] > 0.5  # 2 epochs on 10,000 images: well above chance (10%)
+    assert set(m["ood"]["sets"]) == {"digits", "textures", "natural_crops", "gaussian_noise", "uniform_noise",
+                                      "permuted", "blurred_noise"}
+    assert "ID as the positive class" in m["ood"]["convention"]
+    h = run.history
+    assert list(h["epoch"]) == [1, 2] and (h["test_norm_p10"] <= h["test_norm_p90"]).all()
+    assert json.loads((run.path / "env.json").read_text())["torch"] == torch.__version__
+    # a second call returns the cached run without training
+    mtime = (run.path / "metrics.json").stat().st_mtime_ns
+    assert load_or_train(tiny_cfg()).path == run.path
+    assert (run.path / "metrics.json").stat().st_mtime_ns == mtime
+
+
+@pytest.mark.slow
+def test_same_seed_same_numbers(tmp_path, fashion_mnist_available):
+    cfg = tiny_cfg(loss="ce")
+    a = load_or_train(cfg, root=tmp_path / "a")
+    b = load_or_train(cfg, root=tmp_path / "b")
+    pd.testing.assert_frame_equal(_history_without_times(a), _history_without_times(b))
+    ma, mb = a.metrics, b.metrics
+    assert ma["test_acc"] == mb["test_acc"] and ma["ood"] == mb["ood"]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_history(tmp_path, fashion_mnist_available):
+    """SIGKILL a real training process after its first checkpoint, re-run, compare with an unbroken run."""
+    flags = ["--quick", "true", "--epochs", "3", "--loss", "ce"]
+    env = {**os.environ, "LNLIB_RUNS": str(tmp_path / "killed")}
+    cmd = [sys.executable, "-m", "lnlib", "train", *flags]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    checkpoints = []
+    while time.time() < deadline and not checkpoints and proc.poll() is None:
+        time.sleep(0.2)
+        checkpoints = list((tmp_path / "killed").glob("*/checkpoint.pt"))
+    assert checkpoints, "no checkpoint appeared"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run = Run(checkpoints[0].parent)
+    assert not run.is_complete()
+    epochs_before = len(run.history)
+    assert 1 <= epochs_before < 3
+
+    subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
+    assert run.is_complete()
+    unbroken = load_or_train(tiny_cfg(loss="ce", epochs=3), root=tmp_path / "unbroken")
+    pd.testing.assert_frame_equal(_history_without_times(run), _history_without_times(unbroken))
+    assert run.metrics["ood"] == unbroken.metrics["ood"]
+
+
+def test_cli_rejects_bad_values_before_any_work(runs_root):
+    for flags, words in ((["--tau", "-1"], ["tau", "-1", "positive"]),
+                         (["--loss", "foo"], ["loss", "'foo'", "'ce'", "'logitnorm'"]),
+                         (["--dataset", "foo"], ["dataset", "'foo'", "fashion_mnist"])):
+        t = time.time()
+        out = subprocess.run([sys.executable, "-m", "lnlib", "train", *flags], cwd=REPO, capture_output=True,
+                             text=True)
+        assert out.returncode == 2
+        assert all(w in out.stderr for w in words), out.stderr
+        assert time.time() - t < 30
+    assert not runs_root.exists()  # nothing was started
+
+
+def test_cli_config_prints_hash_and_folder(runs_root):
+    out = subprocess.run([sys.executable, "-m", "lnlib", "config", "--loss", "ce"], cwd=REPO, capture_output=True,
+                         text=True, check=True)
+    cfg = TrainConfig(loss="ce")
+    assert cfg.content_hash() in out.stdout and str(runs_root) in out.stdout
