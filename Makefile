@@ -28,7 +28,7 @@ data: venv
 	$(PY) -m lnlib data fetch fashion_mnist
 
 lint: venv
-	$(PY) -m ruff check lnlib tests book nbs benchmarks
+	$(PY) -m ruff check lnlib tests book nbs
 	$(VENV)/bin/nbstripout --verify nbs/*.ipynb
 
 test: data lint
