@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lnlib.config import QUICK_EVAL_SIZE, QUICK_TRAIN_SIZE, TrainConfig
-from lnlib.data import ID_SETS, OOD_SIZE, load_id, load_ood, split_train_val, to_device
-from lnlib.evaluate import compute_logits, evaluation_sets, ood_table, predict
+from lnlib.data import ID_SETS, load_id, split_train_val, to_device
+from lnlib.evaluate import ID_TEST, compute_logits, evaluation_sets, ood_table, predict
 from lnlib.losses import make_loss
 from lnlib.metrics import accuracy
 from lnlib.models import build_model
@@ -105,12 +105,11 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
 
     # ---- data: uint8 -> normalised float tensors on the device, once
     spec = ID_SETS[cfg.dataset]
-    splits = load_id(cfg.dataset)
-    train, _val = split_train_val(splits["train"], cfg.val_size)
-    test = splits["test"]
+    train, _val = split_train_val(load_id(cfg.dataset)["train"], cfg.val_size)
     if cfg.quick:
-        train, test = train.subset(QUICK_TRAIN_SIZE), test.subset(QUICK_EVAL_SIZE)
-    ood = load_ood(cfg.monitor_ood, splits["test"], n=QUICK_EVAL_SIZE if cfg.quick else OOD_SIZE)
+        train = train.subset(QUICK_TRAIN_SIZE)
+    monitored = evaluation_sets(cfg, [cfg.monitor_ood])  # the same test/OOD images as the final evaluation
+    test, ood = monitored[ID_TEST], monitored[cfg.monitor_ood]
     train_x, train_y = to_device(train.images, spec, device), train.labels.to(device)
     probe = QUICK_EVAL_SIZE if cfg.quick else PROBE_SIZE
     probe_x, probe_y = train_x[:probe], train_y[:probe]  # the split is already shuffled
@@ -194,7 +193,7 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
     # ---- final evaluation: logits of ID test + every offline OOD set, cached; metrics.json written last
     atomic_torch_save(model.state_dict(), run.path / "model.pt")
     evaluated = compute_logits(run, model, device, evaluation_sets(cfg))
-    final = {"test_acc": accuracy(evaluated["id_test"].logits, evaluated["id_test"].labels),
+    final = {"test_acc": accuracy(evaluated[ID_TEST].logits, evaluated[ID_TEST].labels),
              "epochs": epochs, "train_time_s": train_time, "ood": ood_table(evaluated)}
     atomic_write_json(final, run.path / "metrics.json")
     checkpoint.unlink(missing_ok=True)

@@ -113,3 +113,9 @@ def test_to_device_normalises_with_the_id_statistics():
     spec = data.ID_SETS["fashion_mnist"]
     x = to_device(torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1), spec, "cpu")
     assert x.flatten().tolist() == pytest.approx([(0 - 0.2860) / 0.3530, (1 - 0.2860) / 0.3530], rel=1e-5)
+
+
+def test_cifar_offline_says_how_to_fetch(tmp_path, monkeypatch):
+    monkeypatch.setenv("LNLIB_DATA", str(tmp_path))
+    with pytest.raises(DataMissingError, match=r"'cifar10' not found.*python -m lnlib data fetch cifar10"):
+        load_id("cifar10")
