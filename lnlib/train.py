@@ -18,7 +18,7 @@ from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bar, shown only on a terminal (tqdm.auto warns without ipywidgets)
 
 from lnlib.config import QUICK_EVAL_SIZE, QUICK_TRAIN_SIZE, TrainConfig
 from lnlib.data import ID_SETS, load_id, split_train_val, to_device

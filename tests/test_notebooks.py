@@ -38,6 +38,8 @@ def test_quick_run_shows_history_and_ood_table(tmp_path, runs_root, fashion_mnis
     text = _text(nb)
     assert "test accuracy" in text and "FPR95" in text and "gaussian_noise" in text
     assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    stderr = [o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    assert not any("Warning" in t for t in stderr), stderr  # nothing noisy reaches the book
     run_dirs = list(runs_root.iterdir())
     assert len(run_dirs) == 1 and (run_dirs[0] / "figures" / "training_history.png").exists()
 
