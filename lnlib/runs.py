@@ -154,13 +154,17 @@ class Run:
         atomic_write_text(buffer.getvalue(), self.path / "history.csv")
 
     def load_model(self, device="cpu") -> torch.nn.Module:
-        """The trained model in eval mode, rebuilt from config.json and model.pt."""
+        """The trained model in eval mode, rebuilt from config.json and model.pt as it was trained
+        (same memory format, hence the same kernels and the same logits bit for bit on the same device)."""
         from lnlib.models import build_model
 
         cfg = self.config
         model = build_model(cfg)
         model.load_state_dict(torch.load(self.path / "model.pt", map_location=device, weights_only=True))
-        return model.to(device).eval()
+        model = model.to(device)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model.eval()
 
     @contextmanager
     def lock(self):

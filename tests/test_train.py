@@ -59,6 +59,15 @@ def test_short_run_leaves_a_complete_folder(runs_root, fashion_mnist_available):
     h = run.history
     assert list(h["epoch"]) == [1, 2] and (h["test_norm_p10"] <= h["test_norm_p90"]).all()
     assert json.loads((run.path / "env.json").read_text())["torch"] == torch.__version__
+    # cached logits: a deleted set is recomputed from model.pt, identical to what training cached
+    from lnlib.evaluate import logits
+
+    before = logits(run)
+    (run.path / "logits" / "textures.npz").unlink()
+    after = logits(run, ["id_test", "textures"])
+    assert set(before) == {"id_test", *m["ood"]["sets"]}
+    for name in ("id_test", "textures"):
+        assert (after[name].logits == before[name].logits).all()
     # a second call returns the cached run without training
     mtime = (run.path / "metrics.json").stat().st_mtime_ns
     assert load_or_train(tiny_cfg()).path == run.path
