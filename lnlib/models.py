@@ -168,10 +168,12 @@ def create_model(name: str, in_shape: tuple[int, ...], num_classes: int, dropout
 
 
 def build_model(cfg) -> Classifier:
-    """The model a :class:`~lnlib.config.TrainConfig` describes (seeded by ``cfg.seed``)."""
+    """The model a :class:`~lnlib.config.TrainConfig` describes (seeded by ``cfg.seed``), in the memory
+    format it trains in; ``.to(device)`` and ``load_state_dict`` keep that format."""
     from lnlib.data import ID_SETS
 
     spec = ID_SETS[cfg.dataset]
     torch.manual_seed(cfg.seed)
-    return create_model(cfg.model, spec.shape, spec.num_classes, cfg.dropout)
+    model = create_model(cfg.model, spec.shape, spec.num_classes, cfg.dropout)
+    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 

@@ -158,13 +158,9 @@ class Run:
         (same memory format, hence the same kernels and the same logits bit for bit on the same device)."""
         from lnlib.models import build_model
 
-        cfg = self.config
-        model = build_model(cfg)
+        model = build_model(self.config)
         model.load_state_dict(torch.load(self.path / "model.pt", map_location=device, weights_only=True))
-        model = model.to(device)
-        if cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        return model.eval()
+        return model.to(device).eval()
 
     @contextmanager
     def lock(self):

@@ -108,8 +108,8 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
     train, _val = split_train_val(load_id(cfg.dataset)["train"], cfg.val_size)
     if cfg.quick:
         train = train.subset(QUICK_TRAIN_SIZE)
-    monitored = evaluation_sets(cfg, [cfg.monitor_ood])  # the same test/OOD images as the final evaluation
-    test, ood = monitored[ID_TEST], monitored[cfg.monitor_ood]
+    eval_sets = evaluation_sets(cfg)  # ID test + every OOD set: monitored per epoch, evaluated at the end
+    test, ood = eval_sets[ID_TEST], eval_sets[cfg.monitor_ood]
     train_x, train_y = to_device(train.images, spec, device), train.labels.to(device)
     probe = QUICK_EVAL_SIZE if cfg.quick else PROBE_SIZE
     probe_x, probe_y = train_x[:probe], train_y[:probe]  # the split is already shuffled
@@ -120,8 +120,6 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
 
     # ---- model, optimizer, loss
     model = build_model(cfg).to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                 weight_decay=cfg.weight_decay, fused=device.type == "cuda")
     loss_fn = make_loss(cfg)
@@ -192,7 +190,7 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
 
     # ---- final evaluation: logits of ID test + every offline OOD set, cached; metrics.json written last
     atomic_torch_save(model.state_dict(), run.path / "model.pt")
-    evaluated = compute_logits(run, model, device, evaluation_sets(cfg))
+    evaluated = compute_logits(run, model, device, eval_sets)
     final = {"test_acc": accuracy(evaluated[ID_TEST].logits, evaluated[ID_TEST].labels),
              "epochs": epochs, "train_time_s": train_time, "ood": ood_table(evaluated)}
     atomic_write_json(final, run.path / "metrics.json")
