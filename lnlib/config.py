@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -118,6 +119,17 @@ class TrainConfig:
     def replace(self, **changes) -> TrainConfig:
         """A copy with some fields changed, validated."""
         return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    def grid(self, **axes) -> list[TrainConfig]:
+        """Copies over the product of ``axes`` (field -> values), last axis fastest, each validated.
+
+        ``cfg.grid(loss=["ce", "logitnorm"], seed=range(3))`` gives six configs: ce/0, ce/1, ..., logitnorm/2.
+        """
+        unknown = sorted(set(axes) - set(self.field_names()))
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}; valid fields are: {', '.join(self.field_names())}")
+        values = [list(v) for v in axes.values()]
+        return [self.replace(**dict(zip(axes, combo, strict=True))) for combo in itertools.product(*values)]
 
     # ------------------------------------------------------------------ identity
     def to_dict(self) -> dict:

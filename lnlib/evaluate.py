@@ -1,7 +1,9 @@
-"""Evaluate once, analyse many times: logits of the ID test set and of every OOD set, cached per run.
+"""Evaluate once, analyse many times: model outputs on the ID test/validation sets and every OOD set, cached.
 
-``logits(run)`` returns ``{set_name: Logits}`` and writes ``<run>/logits/<set>.npz`` the first time; every
-score, metric, figure and table afterwards is a pure function of these arrays.
+``logits(run)`` returns ``{set_name: Logits}`` and writes ``<run>/logits/<set>.npz`` (logits, labels and
+penultimate features) the first time; scores that need the model itself (ODIN) are cached once per
+parameter setting in ``<run>/scores/<score>-<params>/<set>.npy``. Every score, metric, figure and table
+afterwards is a pure function of these arrays, so re-evaluating a finished run costs nothing.
 """
 
 from __future__ import annotations
@@ -11,59 +13,94 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
-from lnlib import metrics, scores
+from lnlib import calibration, metrics, scores
 from lnlib.config import QUICK_EVAL_SIZE, TrainConfig
-from lnlib.data import ID_SETS, OOD_SETS, OOD_SIZE, ImageSet, load_id, load_ood, to_device
+from lnlib.data import ID_SETS, OOD_SETS, OOD_SIZE, ImageSet, load_id, load_ood, split_train_val, to_device
 from lnlib.runs import Run, atomic_write_bytes
 
 ID_TEST = "id_test"  # key of the ID test set among the evaluated sets
+ID_VAL = "id_val"  # the held-out validation split of the ID training set (temperature scaling)
+ID_KEYS = (ID_TEST, ID_VAL)
+OOD_METRICS = ("fpr95", "auroc", "aupr_in", "aupr_out")
 
 
 @dataclass
 class Logits:
-    """Raw model outputs for one set: ``logits`` float32 (N, K) and ``labels`` int64 (N,) (−1 for OOD)."""
+    """Model outputs for one set: ``logits`` float32 (N, K), ``labels`` int64 (N,) (−1 for OOD) and the
+    penultimate ``features`` float32 (N, D) that ``logits = head(features)`` is computed from."""
 
     logits: np.ndarray
     labels: np.ndarray
+    features: np.ndarray
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Logits ``(N, K)`` float32 of normalised inputs ``x`` ``(N, C, H, W)``, in eval mode, in batches."""
+def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000,
+            features: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``(N, K)`` float32 of normalised inputs ``x`` ``(N, C, H, W)``, in eval mode, in batches.
+
+    With ``features=True`` returns ``(features (N, D), logits)``, the logits computed as ``head(features)``
+    (what ``model(x)`` computes too, see :class:`lnlib.models.Classifier`).
+    """
     was_training = model.training
     model.eval()
     channels_last = next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
-    out = []
+    feats, out = [], []
     for chunk in x.split(batch_size):
         if channels_last and chunk.ndim == 4:
             chunk = chunk.contiguous(memory_format=torch.channels_last)
-        out.append(model(chunk).float())
+        if features:
+            h = model.features(chunk)
+            feats.append(h.float())
+            out.append(model.head(h).float())
+        else:
+            out.append(model(chunk).float())
     model.train(was_training)
-    return torch.cat(out)
+    return (torch.cat(feats), torch.cat(out)) if features else torch.cat(out)
 
 
-def evaluation_sets(cfg: TrainConfig, ood_names=None) -> dict[str, ImageSet]:
-    """The ID test set and the offline OOD sets a run is evaluated on (subsets when ``cfg.quick``)."""
-    test = load_id(cfg.dataset)["test"]
+def default_sets(cfg: TrainConfig) -> list[str]:
+    """What a run is evaluated on: ID test, ID validation (when ``val_size > 0``) and every offline OOD set."""
+    return [ID_TEST, *([ID_VAL] if cfg.val_size else []), *OOD_SETS]
+
+
+def evaluation_sets(cfg: TrainConfig, names=None) -> dict[str, ImageSet]:
+    """The images of ``names`` (default :func:`default_sets`), as subsets of ``QUICK_EVAL_SIZE`` when quick."""
+    names = default_sets(cfg) if names is None else list(names)
+    unknown = [n for n in names if n not in ID_KEYS and n not in OOD_SETS]
+    if unknown:
+        raise ValueError(f"unknown evaluation sets {unknown}; choose from {[*ID_KEYS, *OOD_SETS]}")
+    if ID_VAL in names and not cfg.val_size:
+        raise ValueError(f"set {ID_VAL!r} needs a validation split, but val_size=0")
+    ids = load_id(cfg.dataset)
     n_ood = QUICK_EVAL_SIZE if cfg.quick else OOD_SIZE
-    sets = {ID_TEST: test.subset(QUICK_EVAL_SIZE) if cfg.quick else test}
-    for name in OOD_SETS if ood_names is None else ood_names:
-        sets[name] = load_ood(name, test, n=n_ood, seed=0)
+    sets = {}
+    for name in names:
+        if name == ID_TEST:
+            sets[name] = ids["test"]
+        elif name == ID_VAL:
+            sets[name] = split_train_val(ids["train"], cfg.val_size)[1]
+        else:
+            sets[name] = load_ood(name, ids["test"], n=n_ood, seed=0)
+        if cfg.quick and name in ID_KEYS:
+            sets[name] = sets[name].subset(QUICK_EVAL_SIZE)
     return sets
 
 
 def compute_logits(run: Run, model: torch.nn.Module, device, sets: dict[str, ImageSet]) -> dict[str, Logits]:
-    """Compute and cache the logits of ``sets`` for ``model`` (overwrites the cache)."""
+    """Compute and cache the logits and features of ``sets`` for ``model`` (overwrites the cache)."""
     spec = ID_SETS[run.config.dataset]
     out_dir = run.path / "logits"
     out_dir.mkdir(exist_ok=True)
     result = {}
     for name, s in sets.items():
-        z = predict(model, to_device(s.images, spec, device), run.config.eval_batch_size).cpu().numpy()
-        result[name] = Logits(z, s.labels.numpy())
-        _save_npz(out_dir / f"{name}.npz", logits=z, labels=result[name].labels)
+        h, z = predict(model, to_device(s.images, spec, device), run.config.eval_batch_size, features=True)
+        result[name] = Logits(z.cpu().numpy(), s.labels.numpy(), h.cpu().numpy())
+        _save_npz(out_dir / f"{name}.npz", logits=result[name].logits, labels=result[name].labels,
+                  features=result[name].features)
     return result
 
 
@@ -73,41 +110,126 @@ def _save_npz(path: Path, **arrays) -> None:
     atomic_write_bytes(buffer.getvalue(), path)
 
 
+def _load_npz(path: Path) -> Logits | None:
+    """A cached set, or None if it is missing or predates cached features (then it is recomputed)."""
+    if not path.exists():
+        return None
+    with np.load(path) as f:
+        return Logits(f["logits"], f["labels"], f["features"]) if "features" in f else None
+
+
 def logits(run: Run, names=None, device="cpu") -> dict[str, Logits]:
-    """Cached logits of ``names`` (default: ID test + every offline OOD set); computes missing ones."""
-    names = list(names or [ID_TEST, *OOD_SETS])
-    cached = {n: run.path / "logits" / f"{n}.npz" for n in names}
-    missing = [n for n, p in cached.items() if not p.exists()]
+    """Cached outputs of ``names`` (default :func:`default_sets`); computes missing ones from ``model.pt``."""
+    names = default_sets(run.config) if names is None else list(names)
+    out = {n: _load_npz(run.path / "logits" / f"{n}.npz") for n in names}
+    missing = [n for n, v in out.items() if v is None]
     if missing:
-        sets = evaluation_sets(run.config, [n for n in missing if n != ID_TEST])
-        sets = {n: s for n, s in sets.items() if n in missing}
-        compute_logits(run, run.load_model(device), device, sets)
-    out = {}
-    for n, p in cached.items():
-        with np.load(p) as f:
-            out[n] = Logits(f["logits"], f["labels"])
+        sets = evaluation_sets(run.config, missing)  # validates the names before loading the model
+        out.update(compute_logits(run, run.load_model(device), device, sets))
     return out
 
 
+# ------------------------------------------------------------------------------------------- scores
+def score_sets(run: Run, score: str, names=None, device="cpu", **params) -> dict[str, np.ndarray]:
+    """Scores (higher = more ID) of ``names`` under ``score`` with ``params`` (see :data:`lnlib.scores.SCORES`).
+
+    Scores of logits or features come from the cached outputs. A score that needs the model (ODIN) is
+    computed once per parameter setting and cached in ``<run>/scores/``. ``normalized_confidence`` takes
+    the run's ``tau`` unless ``tau`` is given.
+    """
+    if score == "normalized_confidence":
+        params.setdefault("tau", run.config.tau)
+    params = scores.score_params(score, **params)  # raises on bad names before any work
+    names = default_sets(run.config) if names is None else list(names)
+    if scores.SCORES[score].needs != "model":
+        outputs = logits(run, names, device)
+        return {n: scores.from_outputs(score, o.logits, o.features, **params) for n, o in outputs.items()}
+    folder = run.path / "scores" / (score + "".join(f"-{k}{v:g}" for k, v in sorted(params.items())))
+    result = {n: np.load(folder / f"{n}.npy") for n in names if (folder / f"{n}.npy").exists()}
+    missing = [n for n in names if n not in result]
+    if missing:
+        spec, model = ID_SETS[run.config.dataset], run.load_model(device)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, s in evaluation_sets(run.config, missing).items():
+            x = to_device(s.images, spec, device)
+            result[name] = scores.odin(model, x, std=spec.std, batch_size=run.config.eval_batch_size, **params)
+            buffer = io.BytesIO()
+            np.save(buffer, result[name])
+            atomic_write_bytes(buffer.getvalue(), folder / f"{name}.npy")
+    return {n: result[n] for n in names}
+
+
 def ood_table(evaluated: dict[str, Logits], positive: str = "id") -> dict:
-    """MSP-based OOD metrics of every OOD set against the ID test set, plus their average.
+    """MSP-based OOD metrics of every OOD set against the ID test set, plus their average (metrics.json).
 
     Scores are :func:`lnlib.scores.log_msp` (rank-equivalent to MSP, no float ties). Returns a JSON-ready
     dict with the convention spelled out.
     """
-    id_scores = scores.log_msp(evaluated[ID_TEST].logits)
-    per_set = {}
-    for name, z in evaluated.items():
-        if name != ID_TEST:
-            per_set[name] = {**metrics.ood_metrics(id_scores, scores.log_msp(z.logits), positive),
-                             "n": int(len(z.logits))}
-    keys = ("fpr95", "auroc", "aupr_in", "aupr_out")
-    average = {k: float(np.mean([m[k] for m in per_set.values()])) for k in keys}
-    return {
-        "score": "msp",
-        "convention": (f"FPR95 with {positive.upper()} as the positive class at 95% TPR; fractions in [0, 1]; "
-                       f"higher score = more in-distribution"),
-        "n_id": int(len(evaluated[ID_TEST].logits)),
-        "sets": per_set,
-        "average": average,
-    }
+    by_set = {n: scores.log_msp(z.logits) for n, z in evaluated.items()}
+    per_set = _ood_metrics(by_set, positive)
+    average = {k: float(np.mean([m[k] for m in per_set.values()])) for k in OOD_METRICS}
+    for name, m in per_set.items():
+        m["n"] = int(len(by_set[name]))
+    return {"score": "msp", "convention": convention(positive), "n_id": int(len(by_set[ID_TEST])),
+            "sets": per_set, "average": average}
+
+
+def convention(positive: str = "id") -> str:
+    """The metric convention, in words, for table captions."""
+    return (f"FPR95 with {positive.upper()} as the positive class at 95% TPR; "
+            f"higher score = more in-distribution")
+
+
+def _ood_metrics(by_set: dict[str, np.ndarray], positive: str) -> dict[str, dict[str, float]]:
+    """``{ood_set: ood_metrics(id_test, ood_set)}`` for every OOD set among ``by_set``'s keys."""
+    return {n: metrics.ood_metrics(by_set[ID_TEST], s, positive) for n, s in by_set.items() if n not in ID_KEYS}
+
+
+# --------------------------------------------------------------------------------- tidy result records
+def _run_columns(run: Run) -> dict:
+    cfg = run.config
+    return {"loss": cfg.loss, "tau": cfg.tau if cfg.loss == "logitnorm" else np.nan, "seed": cfg.seed,
+            "run": run.path.name}
+
+
+def ood_records(runs, score_list=("msp",), params=None, positive: str = "id", device="cpu") -> pd.DataFrame:
+    """One row per (run, score, OOD set, metric): the raw numbers behind every OOD table.
+
+    ``params``: ``{score: {param: value}}`` overriding :data:`lnlib.scores.SCORES` defaults. Columns:
+    ``loss, tau, seed, run, score, ood_set, metric, value`` with ``value`` a fraction in [0, 1]; metrics
+    ``fpr95`` (under ``positive``'s convention), ``auroc``, ``aupr_in``, ``aupr_out``.
+    """
+    params = params or {}
+    stray = sorted(set(params) - set(score_list))
+    if stray:
+        raise ValueError(f"params given for {stray}, which are not in score_list={list(score_list)}")
+    for name in score_list:  # every name and parameter is checked before any run is touched
+        scores.score_params(name, **params.get(name, {}))
+    if positive not in metrics.POSITIVES:
+        raise ValueError(f"positive={positive!r} is not valid; choose one of {list(metrics.POSITIVES)}")
+    rows = []
+    for run in runs:
+        names = [ID_TEST, *OOD_SETS]
+        for name in score_list:
+            by_set = score_sets(run, name, names, device, **params.get(name, {}))
+            for ood_set, m in _ood_metrics(by_set, positive).items():
+                rows += [{**_run_columns(run), "score": name, "ood_set": ood_set, "metric": k, "value": v}
+                         for k, v in m.items()]
+    return pd.DataFrame(rows)
+
+
+def calibration_records(runs, device="cpu") -> pd.DataFrame:
+    """One row per run: temperature fitted on the validation split, then ECE/NLL/MMC/accuracy on the test
+    set before (T = 1) and after scaling. Columns ``loss, tau, seed, run, temperature, <metric>_before,
+    <metric>_after`` for metric in ece, nll, mmc, accuracy (fractions, NLL in nats)."""
+    rows = []
+    for run in runs:
+        out = logits(run, [ID_TEST, ID_VAL], device)
+        t = calibration.fit_temperature(out[ID_VAL].logits, out[ID_VAL].labels)
+        test = out[ID_TEST]
+        before = calibration.calibration_report(test.logits, test.labels)
+        after = calibration.calibration_report(test.logits, test.labels, t)
+        rows.append({**_run_columns(run), "temperature": t,
+                     **{f"{k}_before": v for k, v in before.items() if k != "temperature"},
+                     **{f"{k}_after": v for k, v in after.items() if k != "temperature"}})
+    return pd.DataFrame(rows)

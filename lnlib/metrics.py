@@ -11,11 +11,16 @@ Convention (stated once, used everywhere): scores are "higher = more in-distribu
   being ``-score``); the LogitNorm code reports AUPR-In.
 
 Ties are handled exactly: tied scores form one threshold, so a tie never splits arbitrarily.
+
+Calibration and confidence: ``ece`` / ``reliability`` (Guo et al., ICML 2017: 15 equal-width bins on the
+max softmax probability, as in the LogitNorm code), ``mmc`` (mean max confidence, Hein et al., CVPR 2019)
+and ``accuracy``.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import log_softmax, softmax
 
 POSITIVES = ("id", "ood")
 
@@ -105,3 +110,57 @@ def accuracy(logits, labels) -> float:
     """Top-1 accuracy: fraction of ``argmax(logits) == labels``. ``logits`` (N, K), ``labels`` (N,)."""
     logits, labels = np.asarray(logits), np.asarray(labels)
     return float(np.mean(logits.argmax(axis=1) == labels))
+
+
+# ------------------------------------------------------------------------------------ calibration
+ECE_BINS = 15  # as in Guo et al. (2017) and the LogitNorm code's _ECELoss
+
+
+def _confidence_and_correct(logits, labels) -> tuple[np.ndarray, np.ndarray]:
+    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
+    if logits.ndim != 2 or labels.shape != (len(logits),):
+        raise ValueError(f"logits must be (N, K) and labels (N,); got {logits.shape} and {labels.shape}")
+    p = softmax(logits, axis=1)
+    return p.max(axis=1), p.argmax(axis=1) == labels
+
+
+def reliability(logits, labels, n_bins: int = ECE_BINS) -> dict[str, np.ndarray]:
+    """Reliability-diagram data of ``softmax(logits)``: equal-width confidence bins on [0, 1].
+
+    A sample with max softmax probability ``c`` falls in bin ``m`` when ``m/M < c ≤ (m+1)/M``. Returns
+    ``edges`` (M+1,), and per bin ``count``, ``accuracy`` and ``confidence`` (mean max probability) (M,);
+    empty bins have NaN accuracy and confidence. ``logits`` (N, K), ``labels`` (N,).
+    """
+    if not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise ValueError(f"n_bins={n_bins!r} must be a positive integer")
+    conf, correct = _confidence_and_correct(logits, labels)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.searchsorted(edges[1:-1], conf, side="left")  # number of inner edges strictly below c
+    count = np.bincount(which, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy_ = np.bincount(which, weights=correct, minlength=n_bins) / count
+        confidence = np.bincount(which, weights=conf, minlength=n_bins) / count
+    return {"edges": edges, "count": count, "accuracy": accuracy_, "confidence": confidence}
+
+
+def ece(logits, labels, n_bins: int = ECE_BINS) -> float:
+    """Expected calibration error ``Σ_m (|B_m|/N)·|acc(B_m) − conf(B_m)|`` over :func:`reliability`'s bins."""
+    r = reliability(logits, labels, n_bins)
+    filled = r["count"] > 0
+    gaps = np.abs(r["accuracy"][filled] - r["confidence"][filled])
+    return float(np.sum(r["count"][filled] * gaps) / r["count"].sum())
+
+
+def mmc(logits) -> float:
+    """Mean max confidence ``mean_i max_k softmax(f(x_i))_k`` (Hein et al., 2019). In [1/K, 1]."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be (N, K), got shape {logits.shape}")
+    return float(softmax(logits, axis=1).max(axis=1).mean())
+
+
+def nll(logits, labels) -> float:
+    """Mean negative log-likelihood ``−mean_i log softmax(f_i)_{y_i}`` (the test cross-entropy), in nats."""
+    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
+    log_p = log_softmax(logits, axis=1)
+    return float(-np.mean(log_p[np.arange(len(labels)), labels]))

@@ -50,6 +50,32 @@ def training_history(history, ood_name: str = "OOD", title: str | None = None) -
     return fig
 
 
+def reliability_diagrams(panels: dict, title: str | None = None) -> plt.Figure:
+    """Reliability diagrams (Guo et al., 2017), one column per entry of ``panels`` (panel title -> the dict of
+    :func:`lnlib.metrics.reliability`): accuracy per confidence bin against the diagonal of perfect
+    calibration, the gap to it hatched; below, the share of samples in each bin (log scale).
+    """
+    fig, axes = plt.subplots(2, len(panels), figsize=(3.4 * len(panels), 4.6), sharex=True, squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1]}, layout="constrained")
+    for (name, r), ax, ax_n in zip(panels.items(), axes[0], axes[1], strict=True):
+        left, width = r["edges"][:-1], r["edges"][1] - r["edges"][0]
+        filled = r["count"] > 0
+        ax.bar(left[filled], 100 * r["accuracy"][filled], width, align="edge", color=PALETTE[0],
+               edgecolor="white", label="accuracy")
+        gap_bottom = 100 * r["accuracy"][filled]
+        ax.bar(left[filled], 100 * r["confidence"][filled] - gap_bottom, width, bottom=gap_bottom, align="edge",
+               fill=False, hatch="//", edgecolor=PALETTE[3], linewidth=0.8, label="gap to confidence")
+        ax.plot([0, 1], [0, 100], color="0.3", linestyle="--", linewidth=1, label="perfect calibration")
+        ax.set(xlim=(0, 1), ylim=(0, 100), title=name, ylabel="accuracy (%)" if ax is axes[0, 0] else None)
+        ax_n.bar(left, r["count"] / r["count"].sum(), width, align="edge", color=PALETTE[7], edgecolor="white")
+        ax_n.set(yscale="log", ylim=(1e-4, 1.5), xlabel="max softmax probability",
+                 ylabel="share" if ax is axes[0, 0] else None)
+    axes[0, 0].legend(loc="upper left", fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
 def save(fig: plt.Figure, path_without_suffix: Path) -> list[Path]:
     """Save ``fig`` as PNG (150 dpi) and SVG next to each other; returns the two paths."""
     base = Path(path_without_suffix)

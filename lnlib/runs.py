@@ -189,3 +189,11 @@ def load_or_train(cfg: TrainConfig, root: Path | None = None, progress: bool | N
         if not run.is_complete():  # another process may have finished it while we waited
             fit(cfg, run=run, progress=progress)
     return run
+
+
+def load_or_train_all(cfgs, root: Path | None = None, progress: bool | None = None) -> list[Run]:
+    """:func:`load_or_train` for each config, in order; every config is validated before any training."""
+    cfgs = list(cfgs)
+    for cfg in cfgs:
+        cfg.validate()
+    return [load_or_train(cfg, root, progress) for cfg in cfgs]

@@ -1,10 +1,25 @@
-"""Result tables as pandas DataFrames, ready to display in the book and to save as CSV."""
+"""Result tables as pandas DataFrames: mean ± std over seeds, best value in bold, arrows in the headers.
+
+The input is always a tidy frame of raw numbers (one row per run and quantity, e.g.
+:func:`lnlib.evaluate.ood_records`), which is also what gets saved as CSV: tables are views of it.
+"""
 
 from __future__ import annotations
 
+import itertools
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 
-ARROWS = {"fpr95": "FPR95 ↓", "auroc": "AUROC ↑", "aupr_in": "AUPR-In ↑", "aupr_out": "AUPR-Out ↑"}
+from lnlib.runs import atomic_write_text
+
+LABELS = {"fpr95": "FPR95 ↓", "auroc": "AUROC ↑", "aupr_in": "AUPR-In ↑", "aupr_out": "AUPR-Out ↑",
+          "accuracy": "Accuracy ↑", "ece": "ECE ↓", "nll": "NLL ↓", "mmc": "MMC", "temperature": "T",
+          "ce": "CE", "logitnorm": "LogitNorm"}
+ARROWS = {k: LABELS[k] for k in ("fpr95", "auroc", "aupr_in", "aupr_out")}  # the OOD metrics, in order
+LOWER_IS_BETTER = {"fpr95", "ece", "nll"}
+HIGHER_IS_BETTER = {"auroc", "aupr_in", "aupr_out", "accuracy"}
 
 
 def ood_frame(ood: dict) -> pd.DataFrame:
@@ -24,3 +39,69 @@ def style_percent(frame: pd.DataFrame, caption: str | None = None):
     if "average" in frame.index:
         styler = styler.set_properties(subset=pd.IndexSlice[["average"], :], **{"font-weight": "bold"})
     return styler.set_caption(caption) if caption else styler
+
+
+def with_average(records: pd.DataFrame, over: str = "ood_set", name: str = "average") -> pd.DataFrame:
+    """``records`` plus rows ``over == name`` holding each run's mean over the ``over`` values.
+
+    The average is taken per run (and per every other column) *before* seeds are aggregated, so the
+    table's average row is mean ± std over seeds of the per-seed averages.
+    """
+    keys = [c for c in records.columns if c not in (over, "value")]
+    average = records.groupby(keys, dropna=False, sort=False)["value"].mean().reset_index()
+    average[over] = name
+    return pd.concat([records, average[records.columns]], ignore_index=True)
+
+
+def mean_std(records: pd.DataFrame, index, columns, value: str = "value") -> pd.DataFrame:
+    """Mean, std (ddof = 1; NaN for one seed) and count over everything not in ``index`` + ``columns``.
+
+    Returns a frame indexed by ``index`` with columns ``(stat, *columns)``, stat in mean/std/n, rows and
+    columns in the order their values first appear in ``records``.
+    """
+    columns = list(np.atleast_1d(columns))
+    stats = records.pivot_table(index=index, columns=columns, values=value, aggfunc=["mean", "std", "count"],
+                                sort=False, dropna=False).rename(columns={"count": "n"}, level=0)
+    present = set(records[columns].itertuples(index=False, name=None))
+    levels = [pd.unique(records[c]) for c in columns]
+    order = [(s, *c) for s in ("mean", "std", "n") for c in itertools.product(*levels) if c in present]
+    return stats.reindex(columns=pd.MultiIndex.from_tuples(order, names=[None, *columns]))
+
+
+def style_mean_std(stats: pd.DataFrame, scale: float = 100.0, decimals: int = 1, caption: str | None = None):
+    """Render :func:`mean_std` output as "mean ± std" strings, best mean in bold, arrows in the headers.
+
+    The best value is chosen within each group of the first column level (a metric) across the last level
+    (the methods being compared), row by row: lowest for metrics in ``LOWER_IS_BETTER``, highest for
+    ``HIGHER_IS_BETTER``, none otherwise. Ties are all bold. ``scale`` 100 shows fractions as percent.
+    """
+    mean, std = stats["mean"] * scale, stats["std"] * scale
+    text = mean.map(lambda m: f"{m:.{decimals}f}") + std.map(lambda s: "" if np.isnan(s) else f" ± {s:.{decimals}f}")
+    bold = pd.DataFrame(False, index=mean.index, columns=mean.columns)
+    if isinstance(mean.columns, pd.MultiIndex):
+        for metric in mean.columns.get_level_values(0).unique():
+            block = mean[metric]
+            best = _best(block, metric)
+            if best is not None:
+                for col in block.columns:
+                    bold[(metric, col)] = np.isclose(block[col], best, rtol=0, atol=1e-9)
+    text = text.rename(columns=lambda c: LABELS.get(c, c))
+    bold.columns = text.columns
+    styler = text.style.apply(lambda _: np.where(bold, "font-weight: bold", ""), axis=None)
+    return styler.set_caption(caption) if caption else styler
+
+
+def _best(block: pd.DataFrame, metric: str):
+    if metric in LOWER_IS_BETTER:
+        return block.min(axis=1)
+    if metric in HIGHER_IS_BETTER:
+        return block.max(axis=1)
+    return None
+
+
+def save_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """Write ``frame`` as CSV atomically (folders created). Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(frame.to_csv(index=not isinstance(frame.index, pd.RangeIndex)), path)
+    return path

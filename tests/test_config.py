@@ -88,3 +88,14 @@ def test_round_trip_through_json():
 def test_quick_caps_epochs():
     assert TrainConfig(quick=True, epochs=50).epochs_to_run == 3
     assert TrainConfig(epochs=50).epochs_to_run == 50
+
+
+def test_grid_is_the_validated_product_of_its_axes():
+    base = TrainConfig()
+    grid = base.grid(loss=["ce", "logitnorm"], seed=range(3))
+    assert [(c.loss, c.seed) for c in grid] == [(loss, s) for loss in ("ce", "logitnorm") for s in range(3)]
+    assert all(c.epochs == base.epochs for c in grid)
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['seeds'\]"):
+        base.grid(seeds=[0])
+    with pytest.raises(ValueError, match="tau=-1"):
+        base.grid(tau=[0.1, -1])

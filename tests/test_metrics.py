@@ -75,3 +75,59 @@ def test_log_msp_ranks_like_msp_without_float_ties():
 
 def test_accuracy():
     assert metrics.accuracy(np.array([[1, 0], [0, 1], [1, 0]]), np.array([0, 1, 1])) == pytest.approx(2 / 3)
+
+
+# ------------------------------------------------------------------------------------ calibration
+def _logits_with_confidence(conf, k=2):
+    """Two-class logits whose max softmax probability is ``conf``, class 0 predicted."""
+    conf = np.asarray(conf, dtype=np.float64)
+    z = np.zeros((len(conf), k))
+    z[:, 0] = np.log(conf / (1 - conf))
+    return z
+
+
+def _ece_reference(conf, correct, n_bins=15):
+    """Guo et al.'s loop (the LogitNorm code's _ECELoss), written out in plain Python."""
+    edges = np.linspace(0, 1, n_bins + 1)
+    total = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        in_bin = (conf > lo) & (conf <= hi)
+        if in_bin.any():
+            total += abs(correct[in_bin].mean() - conf[in_bin].mean()) * in_bin.mean()
+    return total
+
+
+def test_ece_known_answers():
+    labels = np.r_[np.zeros(75, int), np.ones(25, int)]  # class 0 predicted everywhere: 75% correct
+    assert metrics.ece(_logits_with_confidence(np.full(100, 0.75)), labels) == pytest.approx(0, abs=1e-12)
+    assert metrics.ece(_logits_with_confidence(np.full(100, 0.95)), labels) == pytest.approx(0.20)
+    assert metrics.ece(_logits_with_confidence(np.full(100, 0.6)), np.zeros(100, int)) == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_ece_and_reliability_agree_with_the_reference_loop(seed):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 3, (2000, 10))
+    labels = rng.integers(0, 10, 2000)
+    conf = np.exp(logits).max(1) / np.exp(logits).sum(1)
+    correct = logits.argmax(1) == labels
+    assert metrics.ece(logits, labels) == pytest.approx(_ece_reference(conf, correct), abs=1e-12)
+    r = metrics.reliability(logits, labels)
+    assert r["count"].sum() == 2000 and len(r["edges"]) == 16
+    filled = r["count"] > 0
+    assert np.all(np.isnan(r["accuracy"][~filled]))
+    mean_conf, lower, upper = r["confidence"][filled], r["edges"][:-1][filled], r["edges"][1:][filled]
+    assert np.all((mean_conf > lower) & (mean_conf <= upper))
+    with pytest.raises(ValueError, match="n_bins=0"):
+        metrics.reliability(logits, labels, n_bins=0)
+
+
+def test_mmc_and_nll():
+    assert metrics.mmc(np.zeros((5, 4))) == pytest.approx(0.25)
+    assert metrics.mmc(_logits_with_confidence([0.9, 0.7])) == pytest.approx(0.8)
+    from sklearn.metrics import log_loss
+
+    rng = np.random.default_rng(0)
+    z, y = rng.normal(0, 2, (300, 5)), rng.integers(0, 5, 300)
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    assert metrics.nll(z, y) == pytest.approx(log_loss(y, p, labels=range(5)), abs=1e-9)

@@ -65,7 +65,7 @@ def test_short_run_leaves_a_complete_folder(runs_root, fashion_mnist_available):
     before = logits(run)
     (run.path / "logits" / "textures.npz").unlink()
     after = logits(run, ["id_test", "textures"])
-    assert set(before) == {"id_test", *m["ood"]["sets"]}
+    assert set(before) == {"id_test", "id_val", *m["ood"]["sets"]}
     for name in ("id_test", "textures"):
         assert (after[name].logits == before[name].logits).all()
     # a second call returns the cached run without training

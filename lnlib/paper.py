@@ -1,0 +1,58 @@
+"""What the papers claim, as far as it could be checked: numbers with their setting, source and status.
+
+Every entry comes from ``shared/reference/logitnorm.md``. The PDF of the LogitNorm paper could not be read
+when this was written, so **none of the paper's Table 1 numbers is here**: only what an abstract, the
+official repository or a GitHub thread states. ``status`` says which, and the book prints it beside every
+claim. Fill in the rest from the PDF (reference notes, section 5.5) and mark it verified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+VERIFIED = "verified"
+SECOND_HAND = "second-hand"  # a paper number quoted by someone else, not checked against the paper
+NOT_THE_PAPER = "not the paper"  # a third party's measurement, for scale only
+
+
+@dataclass(frozen=True)
+class Claim:
+    topic: str  # "ood", "accuracy", "calibration", ...
+    quantity: str
+    value: str
+    setting: str  # data, network and scale the number belongs to
+    source: str
+    status: str  # VERIFIED, SECOND_HAND or NOT_THE_PAPER
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("ood", "average FPR95 reduction, LogitNorm vs cross-entropy", "up to 42.30 points",
+          "'common benchmarks'; which dataset and score give it is not stated in the abstract",
+          "arXiv:2205.09310 abstract", VERIFIED),
+    Claim("ood", "average FPR95, cross-entropy + Energy score", "26.82%",
+          "CIFAR-10, WRN-40-2, 200 epochs, six OOD sets (2,000 images each vs 10,000 ID)",
+          "the paper as quoted by a user in hongxin001/logitnorm_ood issue #6", SECOND_HAND),
+    Claim("ood", "same, reproduced by that user", "35.42%", "as above, user's own training",
+          "hongxin001/logitnorm_ood issue #6", NOT_THE_PAPER),
+    Claim("ood", "LogitNorm FPR95 / AUROC: SVHN, Textures, Places365",
+          "5.30 / 98.86, 30.94 / 94.30, 31.17 / 94.76", "CIFAR-10, ResNet-18, OpenOOD v1 benchmark",
+          "OpenOOD v1 via deeplearning-wisc/cider issue #10", NOT_THE_PAPER),
+    Claim("accuracy", "LogitNorm 'maintains classification accuracy'", "qualitative",
+          "CIFAR-10/100", "arXiv:2205.09310 abstract (paraphrase)", VERIFIED),
+    Claim("accuracy", "test accuracy of the released LogitNorm checkpoint", "94.50%",
+          "CIFAR-10, WRN-40-2, 200 epochs, τ probably 0.01 (README command)",
+          "official repo, snapshots/standard training log", VERIFIED),
+    Claim("calibration", "ECE (15 bins, T = 1) of the released LogitNorm checkpoint", "1.43%",
+          "CIFAR-10, WRN-40-2", "dwd-z/logitnorm_tool test.ipynb output (third party)", NOT_THE_PAPER),
+)
+
+
+def claims_frame(topic: str | None = None) -> pd.DataFrame:
+    """The claims (of one ``topic``, or all) as a table for the book."""
+    topics = sorted({c.topic for c in CLAIMS})
+    if topic is not None and topic not in topics:
+        raise ValueError(f"topic={topic!r} is not valid; choose one of {topics}")
+    rows = [asdict(c) for c in CLAIMS if topic is None or c.topic == topic]
+    return pd.DataFrame(rows).drop(columns="topic").set_index("quantity")

@@ -1,0 +1,90 @@
+"""Evaluate once, analyse many times: cached outputs, every score on a real trained run, tidy records."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_cfg
+
+from lnlib import calibration, evaluate, scores
+from lnlib.data import ID_SETS, OOD_SETS, load_id, split_train_val, to_device
+from lnlib.evaluate import ID_TEST, ID_VAL
+from lnlib.runs import Run, load_or_train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, fashion_mnist_available):
+    return load_or_train(tiny_cfg(loss="ce"), root=tmp_path_factory.mktemp("runs"))
+
+
+def test_outputs_are_cached_with_features_and_the_validation_split(run):
+    out = evaluate.logits(run)
+    assert list(out) == [ID_TEST, ID_VAL, *OOD_SETS]
+    val = out[ID_VAL]
+    assert val.features.shape == (1000, 64) and val.logits.shape == (1000, 10)
+    expected_val = split_train_val(load_id("fashion_mnist")["train"], 5000)[1].subset(1000)
+    assert (val.labels == expected_val.labels.numpy()).all()  # the held-out split, never trained on
+    model = run.load_model()
+    with torch.no_grad():
+        head = model.head(torch.from_numpy(val.features)).numpy()
+        direct = model(to_device(expected_val.images, ID_SETS["fashion_mnist"], "cpu")).numpy()
+    assert np.allclose(head, val.logits, atol=1e-5) and np.allclose(direct, val.logits, atol=1e-4)
+
+
+def test_a_cache_without_features_is_recomputed(run):
+    path = run.path / "logits" / "digits.npz"
+    before = evaluate.logits(run, ["digits"])["digits"]
+    np.savez(path, logits=before.logits, labels=before.labels)  # the format of earlier versions
+    after = evaluate.logits(run, ["digits"])["digits"]
+    assert (after.logits == before.logits).all() and after.features.shape == before.features.shape
+
+
+@pytest.mark.parametrize("name", sorted(scores.SCORES))
+def test_every_score_on_a_trained_run(run, name):
+    s = evaluate.score_sets(run, name, [ID_TEST, "gaussian_noise"])
+    assert s[ID_TEST].shape == (1000,) and np.isfinite(s[ID_TEST]).all()
+
+
+def test_model_scores_are_computed_once(run, monkeypatch):
+    first = evaluate.score_sets(run, "odin", [ID_TEST, "digits"], epsilon=0.001)
+    assert (run.path / "scores" / "odin-epsilon0.001-temperature1000" / "digits.npy").exists()
+    monkeypatch.setattr(scores, "odin", lambda *a, **k: pytest.fail("ODIN recomputed"))
+    again = evaluate.score_sets(run, "odin", [ID_TEST, "digits"], epsilon=0.001)
+    assert all((first[k] == again[k]).all() for k in first)
+
+
+def test_ood_records_and_the_convention_flag(run):
+    records = evaluate.ood_records([run], ["msp", "energy"], params={"energy": {"temperature": 0.5}})
+    assert len(records) == 2 * len(OOD_SETS) * 4
+    assert set(records.columns) == {"loss", "tau", "seed", "run", "score", "ood_set", "metric", "value"}
+    assert records["value"].between(0, 1).all() and (records["loss"] == "ce").all()
+    flipped = evaluate.ood_records([run], ["msp"], positive="ood").set_index(["ood_set", "metric"])["value"]
+    same = records.query("score == 'msp'").set_index(["ood_set", "metric"])["value"]
+    assert np.allclose(flipped.drop("fpr95", level="metric"), same.drop("fpr95", level="metric"))
+    assert not np.allclose(flipped.xs("fpr95", level="metric"), same.xs("fpr95", level="metric"))
+
+
+def test_bad_requests_fail_before_any_work():
+    nowhere = Run("/nonexistent/run")
+    with pytest.raises(ValueError, match="score='foo'"):
+        evaluate.ood_records([nowhere], ["foo"])
+    with pytest.raises(ValueError, match=r"params given for \['enrgy'\]"):
+        evaluate.ood_records([nowhere], ["energy"], params={"enrgy": {}})
+    with pytest.raises(ValueError, match="positive='x'"):
+        evaluate.ood_records([nowhere], ["msp"], positive="x")
+    with pytest.raises(ValueError, match=r"unknown evaluation sets \['svhn'\]"):
+        evaluate.evaluation_sets(tiny_cfg(), ["svhn"])
+    with pytest.raises(ValueError, match="val_size=0"):
+        evaluate.evaluation_sets(tiny_cfg(val_size=0), [ID_VAL])
+
+
+def test_calibration_is_fitted_on_the_validation_split(run):
+    row = evaluate.calibration_records([run]).iloc[0]
+    val = evaluate.logits(run, [ID_VAL])[ID_VAL]
+    assert row["temperature"] == pytest.approx(calibration.fit_temperature(val.logits, val.labels))
+    assert row["accuracy_before"] == row["accuracy_after"] == pytest.approx(run.metrics["test_acc"])
+    # the fitted T minimises the validation NLL (the test NLL may move either way: it is not fitted on it)
+    nll_val = lambda t: calibration.calibration_report(val.logits, val.labels, t)["nll"]
+    assert nll_val(row["temperature"]) <= min(nll_val(1.0), nll_val(0.9 * row["temperature"]),
+                                              nll_val(1.1 * row["temperature"]))

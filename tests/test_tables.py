@@ -1,0 +1,69 @@
+"""Tables: mean ± std over seeds, averages taken per seed, best in bold, arrows, CSV."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lnlib import paper, tables
+
+
+def _records():
+    rows = []
+    values = {("ce", "fpr95"): [0.5, 0.7], ("logitnorm", "fpr95"): [0.2, 0.4],
+              ("ce", "auroc"): [0.9, 0.8], ("logitnorm", "auroc"): [0.7, 0.6]}
+    for (loss, metric), per_seed in values.items():
+        for seed, v in enumerate(per_seed):
+            for ood_set, shift in (("textures", 0.0), ("digits", 0.1)):
+                rows.append({"loss": loss, "seed": seed, "ood_set": ood_set, "metric": metric, "value": v + shift})
+    return pd.DataFrame(rows)
+
+
+def test_mean_std_and_average_row():
+    stats = tables.mean_std(tables.with_average(_records()), "ood_set", ["metric", "loss"])
+    assert list(stats.index) == ["textures", "digits", "average"]
+    assert list(stats["mean"].columns) == [("fpr95", "ce"), ("fpr95", "logitnorm"), ("auroc", "ce"),
+                                           ("auroc", "logitnorm")]
+    assert stats.loc["textures", ("mean", "fpr95", "ce")] == pytest.approx(0.6)
+    assert stats.loc["textures", ("std", "fpr95", "ce")] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    # average over sets per seed (0.55, 0.75), then mean and std over seeds
+    assert stats.loc["average", ("mean", "fpr95", "ce")] == pytest.approx(0.65)
+    assert stats.loc["average", ("std", "fpr95", "ce")] == pytest.approx(np.std([0.55, 0.75], ddof=1))
+    assert (stats["n"] == 2).all().all()
+
+
+def test_style_marks_the_better_method_per_metric():
+    stats = tables.mean_std(_records(), "ood_set", ["metric", "loss"])
+    html = tables.style_mean_std(stats, caption="cap").to_html()
+    assert "FPR95 ↓" in html and "AUROC ↑" in html and "LogitNorm" in html and "cap" in html
+    assert "60.0 ± 14.1" in html
+    styler = tables.style_mean_std(stats)
+    styler._compute()
+    bold = {(r, c) for (r, c), props in styler.ctx.items() if ("font-weight", "bold") in props}
+    # row 0 (textures): lower FPR95 is LogitNorm (col 1), higher AUROC is CE (col 2)
+    assert bold == {(0, 1), (0, 2), (1, 1), (1, 2)}
+
+
+def test_one_seed_shows_no_std_and_ties_are_all_bold():
+    records = _records().query("seed == 0")
+    records.loc[records.metric == "auroc", "value"] = 0.5
+    styler = tables.style_mean_std(tables.mean_std(records, "ood_set", ["metric", "loss"]))
+    styler._compute()
+    assert "±" not in styler.to_html()
+    bold = {(r, c) for (r, c), props in styler.ctx.items() if ("font-weight", "bold") in props}
+    assert {(0, 2), (0, 3)} <= bold
+
+
+def test_save_csv_round_trips(tmp_path):
+    records = _records()
+    path = tables.save_csv(records, tmp_path / "a" / "records.csv")
+    assert pd.read_csv(path).equals(records)
+    assert not list(path.parent.glob(".*tmp"))
+
+
+def test_paper_claims_are_labelled():
+    frame = paper.claims_frame()
+    assert set(frame["status"]) <= {paper.VERIFIED, paper.SECOND_HAND, paper.NOT_THE_PAPER}
+    assert (frame["setting"].str.len() > 0).all() and (frame["source"].str.len() > 0).all()
+    assert len(paper.claims_frame("ood")) < len(frame)
+    with pytest.raises(ValueError, match="topic='table1'.*'ood'"):
+        paper.claims_frame("table1")
