@@ -36,6 +36,5 @@ def fit_temperature(logits, labels) -> float:
 def calibration_report(logits, labels, temperature: float = 1.0) -> dict[str, float]:
     """ECE (15 bins), NLL, MMC and accuracy of ``softmax(logits/T)``; all fractions except NLL (nats)."""
     scaled = np.asarray(logits, dtype=np.float64) / temperature
-    return {"temperature": float(temperature), "ece": metrics.ece(scaled, labels),
-            "nll": metrics.nll(scaled, labels), "mmc": metrics.mmc(scaled),
+    return {"ece": metrics.ece(scaled, labels), "nll": metrics.nll(scaled, labels), "mmc": metrics.mmc(scaled),
             "accuracy": metrics.accuracy(scaled, labels)}

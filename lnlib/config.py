@@ -131,6 +131,13 @@ class TrainConfig:
         values = [list(v) for v in axes.values()]
         return [self.replace(**dict(zip(axes, combo, strict=True))) for combo in itertools.product(*values)]
 
+    def loss_comparison(self, seeds: int) -> list[TrainConfig]:
+        """Cross-entropy and LogitNorm (at this config's τ), each at seeds ``0 .. seeds−1``: the runs behind
+        every CE-vs-LogitNorm table."""
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise ValueError(f"seeds={seeds!r} must be a positive integer (the number of seeds per loss)")
+        return self.grid(loss=LOSSES, seed=range(seeds))
+
     # ------------------------------------------------------------------ identity
     def to_dict(self) -> dict:
         d = {name: getattr(self, name) for name in self.field_names()}

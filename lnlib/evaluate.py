@@ -196,8 +196,8 @@ def ood_records(runs, score_list=("msp",), params=None, positive: str = "id", de
     """One row per (run, score, OOD set, metric): the raw numbers behind every OOD table.
 
     ``params``: ``{score: {param: value}}`` overriding :data:`lnlib.scores.SCORES` defaults. Columns:
-    ``loss, tau, seed, run, score, ood_set, metric, value`` with ``value`` a fraction in [0, 1]; metrics
-    ``fpr95`` (under ``positive``'s convention), ``auroc``, ``aupr_in``, ``aupr_out``.
+    ``loss, tau, seed, run, score, ood_set, n_id, n_ood, metric, value`` with ``value`` a fraction in
+    [0, 1]; metrics ``fpr95`` (under ``positive``'s convention), ``auroc``, ``aupr_in``, ``aupr_out``.
     """
     params = params or {}
     stray = sorted(set(params) - set(score_list))
@@ -205,31 +205,38 @@ def ood_records(runs, score_list=("msp",), params=None, positive: str = "id", de
         raise ValueError(f"params given for {stray}, which are not in score_list={list(score_list)}")
     for name in score_list:  # every name and parameter is checked before any run is touched
         scores.score_params(name, **params.get(name, {}))
-    if positive not in metrics.POSITIVES:
-        raise ValueError(f"positive={positive!r} is not valid; choose one of {list(metrics.POSITIVES)}")
+    metrics.check_positive(positive)
     rows = []
     for run in runs:
         names = [ID_TEST, *OOD_SETS]
         for name in score_list:
             by_set = score_sets(run, name, names, device, **params.get(name, {}))
             for ood_set, m in _ood_metrics(by_set, positive).items():
-                rows += [{**_run_columns(run), "score": name, "ood_set": ood_set, "metric": k, "value": v}
+                sizes = {"n_id": len(by_set[ID_TEST]), "n_ood": len(by_set[ood_set])}
+                rows += [{**_run_columns(run), "score": name, "ood_set": ood_set, **sizes, "metric": k, "value": v}
                          for k, v in m.items()]
     return pd.DataFrame(rows)
 
 
+def accuracy_records(runs) -> pd.DataFrame:
+    """One row per run: ``loss, tau, seed, run, metric='accuracy', value`` (ID test accuracy, a fraction)."""
+    return pd.DataFrame([{**_run_columns(run), "metric": "accuracy", "value": run.metrics["test_acc"]}
+                         for run in runs])
+
+
 def calibration_records(runs, device="cpu") -> pd.DataFrame:
-    """One row per run: temperature fitted on the validation split, then ECE/NLL/MMC/accuracy on the test
-    set before (T = 1) and after scaling. Columns ``loss, tau, seed, run, temperature, <metric>_before,
-    <metric>_after`` for metric in ece, nll, mmc, accuracy (fractions, NLL in nats)."""
+    """Temperature scaling per run: T fitted on the validation split, the test set measured before and after.
+
+    Columns ``loss, tau, seed, run, metric, stage, value``: metric in ece, nll, mmc, accuracy (fractions;
+    NLL in nats) with stage ``before`` (T = 1) or ``after`` (the fitted T), and ``temperature`` (stage
+    ``after``: the fitted T).
+    """
     rows = []
     for run in runs:
         out = logits(run, [ID_TEST, ID_VAL], device)
-        t = calibration.fit_temperature(out[ID_VAL].logits, out[ID_VAL].labels)
-        test = out[ID_TEST]
-        before = calibration.calibration_report(test.logits, test.labels)
-        after = calibration.calibration_report(test.logits, test.labels, t)
-        rows.append({**_run_columns(run), "temperature": t,
-                     **{f"{k}_before": v for k, v in before.items() if k != "temperature"},
-                     **{f"{k}_after": v for k, v in after.items() if k != "temperature"}})
+        fitted = calibration.fit_temperature(out[ID_VAL].logits, out[ID_VAL].labels)
+        rows.append({**_run_columns(run), "metric": "temperature", "stage": "after", "value": fitted})
+        for stage, t in (("before", 1.0), ("after", fitted)):
+            report = calibration.calibration_report(out[ID_TEST].logits, out[ID_TEST].labels, t)
+            rows += [{**_run_columns(run), "metric": k, "stage": stage, "value": v} for k, v in report.items()]
     return pd.DataFrame(rows)

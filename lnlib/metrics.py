@@ -48,9 +48,14 @@ def _counts(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tps, (last_of_tie + 1) - tps
 
 
-def _orient(id_scores, ood_scores, positive: str) -> tuple[np.ndarray, np.ndarray]:
+def check_positive(positive: str) -> None:
+    """Raise ValueError unless ``positive`` names a convention in ``POSITIVES``."""
     if positive not in POSITIVES:
         raise ValueError(f"positive={positive!r} is not valid; choose one of {list(POSITIVES)}")
+
+
+def _orient(id_scores, ood_scores, positive: str) -> tuple[np.ndarray, np.ndarray]:
+    check_positive(positive)
     id_scores, ood_scores = _check(id_scores, ood_scores)
     return (id_scores, ood_scores) if positive == "id" else (-ood_scores, -id_scores)
 
@@ -116,16 +121,18 @@ def accuracy(logits, labels) -> float:
 ECE_BINS = 15  # as in Guo et al. (2017) and the LogitNorm code's _ECELoss
 
 
-def _confidence_and_correct(logits, labels) -> tuple[np.ndarray, np.ndarray]:
+def _confidence_and_correct(logits, labels, temperature: float) -> tuple[np.ndarray, np.ndarray]:
     logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
     if logits.ndim != 2 or labels.shape != (len(logits),):
         raise ValueError(f"logits must be (N, K) and labels (N,); got {logits.shape} and {labels.shape}")
-    p = softmax(logits, axis=1)
+    if not temperature > 0:
+        raise ValueError(f"temperature={temperature!r} must be > 0")
+    p = softmax(logits / temperature, axis=1)
     return p.max(axis=1), p.argmax(axis=1) == labels
 
 
-def reliability(logits, labels, n_bins: int = ECE_BINS) -> dict[str, np.ndarray]:
-    """Reliability-diagram data of ``softmax(logits)``: equal-width confidence bins on [0, 1].
+def reliability(logits, labels, n_bins: int = ECE_BINS, temperature: float = 1.0) -> dict[str, np.ndarray]:
+    """Reliability-diagram data of ``softmax(logits / temperature)``: equal-width confidence bins on [0, 1].
 
     A sample with max softmax probability ``c`` falls in bin ``m`` when ``m/M < c ≤ (m+1)/M``. Returns
     ``edges`` (M+1,), and per bin ``count``, ``accuracy`` and ``confidence`` (mean max probability) (M,);
@@ -133,7 +140,7 @@ def reliability(logits, labels, n_bins: int = ECE_BINS) -> dict[str, np.ndarray]
     """
     if not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise ValueError(f"n_bins={n_bins!r} must be a positive integer")
-    conf, correct = _confidence_and_correct(logits, labels)
+    conf, correct = _confidence_and_correct(logits, labels, temperature)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     which = np.searchsorted(edges[1:-1], conf, side="left")  # number of inner edges strictly below c
     count = np.bincount(which, minlength=n_bins)
@@ -143,9 +150,10 @@ def reliability(logits, labels, n_bins: int = ECE_BINS) -> dict[str, np.ndarray]
     return {"edges": edges, "count": count, "accuracy": accuracy_, "confidence": confidence}
 
 
-def ece(logits, labels, n_bins: int = ECE_BINS) -> float:
-    """Expected calibration error ``Σ_m (|B_m|/N)·|acc(B_m) − conf(B_m)|`` over :func:`reliability`'s bins."""
-    r = reliability(logits, labels, n_bins)
+def ece(logits, labels, n_bins: int = ECE_BINS, temperature: float = 1.0) -> float:
+    """Expected calibration error ``Σ_m (|B_m|/N)·|acc(B_m) − conf(B_m)|`` over :func:`reliability`'s bins,
+    of ``softmax(logits / temperature)``."""
+    r = reliability(logits, labels, n_bins, temperature)
     filled = r["count"] > 0
     gaps = np.abs(r["accuracy"][filled] - r["confidence"][filled])
     return float(np.sum(r["count"][filled] * gaps) / r["count"].sum())

@@ -70,17 +70,47 @@ def reliability_diagrams(panels: dict, title: str | None = None) -> plt.Figure:
         ax_n.bar(left, r["count"] / r["count"].sum(), width, align="edge", color=PALETTE[7], edgecolor="white")
         ax_n.set(yscale="log", ylim=(1e-4, 1.5), xlabel="max softmax probability",
                  ylabel="share" if ax is axes[0, 0] else None)
-    axes[0, 0].legend(loc="upper left", fontsize="small")
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=3)
     if title:
         fig.suptitle(title)
     return fig
 
 
-def save(fig: plt.Figure, path_without_suffix: Path) -> list[Path]:
-    """Save ``fig`` as PNG (150 dpi) and SVG next to each other; returns the two paths."""
+def grouped_bars(stats, metrics=("fpr95", "auroc"), labels=None, title: str | None = None) -> plt.Figure:
+    """One panel per metric: a group of bars per row of ``stats`` (e.g. a score), one bar per method (e.g.
+    loss), height = mean in percent, error bar = std over seeds.
+
+    ``stats``: :func:`lnlib.tables.mean_std` output with columns ``(stat, metric, method)``. ``labels``:
+    display names for metrics, rows and methods.
+    """
+    labels = labels or {}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8), squeeze=False,
+                             layout="constrained")
+    rows = list(stats.index)
+    for metric, ax in zip(metrics, axes[0], strict=True):
+        methods = list(stats["mean"][metric].columns)
+        width = 0.8 / len(methods)
+        for j, method in enumerate(methods):
+            x = [i + (j - (len(methods) - 1) / 2) * width for i in range(len(rows))]
+            std = stats["std"][metric][method].fillna(0)
+            ax.bar(x, 100 * stats["mean"][metric][method], width, yerr=100 * std, capsize=2,
+                   color=PALETTE[j], label=labels.get(method, method))
+        ax.set_xticks(range(len(rows)), [labels.get(r, r) for r in rows], rotation=30, ha="right")
+        ax.set(ylabel=f"{labels.get(metric, metric)} (%)")
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside right upper")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def save(fig: plt.Figure, path_without_suffix: Path) -> None:
+    """Save ``fig`` as PNG (150 dpi) and SVG next to each other (``<path>.png``, ``<path>.svg``).
+
+    Returns nothing, so that a notebook cell ending with it shows the figure, not a list of paths."""
     base = Path(path_without_suffix)
     base.parent.mkdir(parents=True, exist_ok=True)
     paths = [base.with_suffix(".png"), base.with_suffix(".svg")]
     fig.savefig(paths[0], dpi=150)
     fig.savefig(paths[1])
-    return paths

@@ -109,6 +109,11 @@ def runs_dir() -> Path:
     return data_dir() / "runs"
 
 
+def analysis_dir(name: str) -> Path:
+    """Where a notebook saves what it derives from many runs (CSV tables, figures): ``<runs>/../analysis/<name>``."""
+    return runs_dir().parent / "analysis" / name
+
+
 class Run:
     """A run folder. Cheap to construct; reads files only when asked."""
 

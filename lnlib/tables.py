@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 
 from lnlib.runs import atomic_write_text
+from lnlib.scores import SCORES
 
 LABELS = {"fpr95": "FPR95 ↓", "auroc": "AUROC ↑", "aupr_in": "AUPR-In ↑", "aupr_out": "AUPR-Out ↑",
           "accuracy": "Accuracy ↑", "ece": "ECE ↓", "nll": "NLL ↓", "mmc": "MMC", "temperature": "T",
           "ce": "CE", "logitnorm": "LogitNorm"}
+LABELS.update({name: score.label for name, score in SCORES.items()})
 ARROWS = {k: LABELS[k] for k in ("fpr95", "auroc", "aupr_in", "aupr_out")}  # the OOD metrics, in order
 LOWER_IS_BETTER = {"fpr95", "ece", "nll"}
 HIGHER_IS_BETTER = {"auroc", "aupr_in", "aupr_out", "accuracy"}
@@ -61,42 +63,61 @@ def mean_std(records: pd.DataFrame, index, columns, value: str = "value") -> pd.
     """
     columns = list(np.atleast_1d(columns))
     stats = records.pivot_table(index=index, columns=columns, values=value, aggfunc=["mean", "std", "count"],
-                                sort=False, dropna=False).rename(columns={"count": "n"}, level=0)
+                                sort=False, dropna=False)
     present = set(records[columns].itertuples(index=False, name=None))
     levels = [pd.unique(records[c]) for c in columns]
-    order = [(s, *c) for s in ("mean", "std", "n") for c in itertools.product(*levels) if c in present]
-    return stats.reindex(columns=pd.MultiIndex.from_tuples(order, names=[None, *columns]))
+    order = [(s, *c) for s in ("mean", "std", "count") for c in itertools.product(*levels) if c in present]
+    stats = stats[(stats["count"].fillna(0) > 0).any(axis=1)]  # dropna=False also made absent rows
+    stats = stats.reindex(columns=pd.MultiIndex.from_tuples(order, names=[None, *columns]))
+    return stats.rename(columns={"count": "n"}, level=0)
 
 
 def style_mean_std(stats: pd.DataFrame, scale: float = 100.0, decimals: int = 1, caption: str | None = None):
     """Render :func:`mean_std` output as "mean ± std" strings, best mean in bold, arrows in the headers.
 
-    The best value is chosen within each group of the first column level (a metric) across the last level
-    (the methods being compared), row by row: lowest for metrics in ``LOWER_IS_BETTER``, highest for
-    ``HIGHER_IS_BETTER``, none otherwise. Ties are all bold. ``scale`` 100 shows fractions as percent.
+    What is compared: if the rows carry a ``metric`` index level, the columns of each row (e.g. losses);
+    otherwise, within each group of a first column level named ``metric``, the columns of that group (e.g.
+    CE vs LogitNorm for FPR95). Best is the lowest for ``LOWER_IS_BETTER`` metrics, the highest for
+    ``HIGHER_IS_BETTER``, nothing for others; ties are all bold. ``scale`` 100 shows fractions as percent
+    (a number or a function of the row's metric, e.g. to leave temperatures unscaled).
     """
-    mean, std = stats["mean"] * scale, stats["std"] * scale
-    text = mean.map(lambda m: f"{m:.{decimals}f}") + std.map(lambda s: "" if np.isnan(s) else f" ± {s:.{decimals}f}")
-    bold = pd.DataFrame(False, index=mean.index, columns=mean.columns)
-    if isinstance(mean.columns, pd.MultiIndex):
-        for metric in mean.columns.get_level_values(0).unique():
-            block = mean[metric]
-            best = _best(block, metric)
-            if best is not None:
-                for col in block.columns:
-                    bold[(metric, col)] = np.isclose(block[col], best, rtol=0, atol=1e-9)
-    text = text.rename(columns=lambda c: LABELS.get(c, c))
-    bold.columns = text.columns
-    styler = text.style.apply(lambda _: np.where(bold, "font-weight: bold", ""), axis=None)
+    mean, std = stats["mean"], stats["std"]
+    factor = _row_factors(mean, scale)
+    mean_s, std_s = mean.mul(factor, axis=0), std.mul(factor, axis=0)
+    text = mean_s.map(lambda m: f"{m:.{decimals}f}") + std_s.map(
+        lambda v: "" if np.isnan(v) else f" ± {v:.{decimals}f}")
+    bold = _bold_mask(mean)
+    text = text.rename(columns=lambda c: LABELS.get(c, c), index=lambda c: LABELS.get(c, c))
+    styler = text.style.apply(lambda _: np.where(bold.to_numpy(), "font-weight: bold", ""), axis=None)
     return styler.set_caption(caption) if caption else styler
 
 
-def _best(block: pd.DataFrame, metric: str):
+def _row_factors(mean: pd.DataFrame, scale) -> pd.Series:
+    if not callable(scale):
+        return pd.Series(float(scale), index=mean.index)
+    metrics = mean.index.get_level_values("metric")
+    return pd.Series([float(scale(m)) for m in metrics], index=mean.index)
+
+
+def _bold_mask(mean: pd.DataFrame) -> pd.DataFrame:
+    bold = pd.DataFrame(False, index=mean.index, columns=mean.columns)
+    if "metric" in mean.index.names:
+        for i, metric in enumerate(mean.index.get_level_values("metric")):
+            bold.iloc[i] = _is_best(mean.iloc[i].to_numpy(), metric)
+    elif isinstance(mean.columns, pd.MultiIndex) and mean.columns.names[0] == "metric":
+        for metric in mean.columns.get_level_values(0).unique():
+            cols = mean.columns.get_level_values(0) == metric
+            for i in range(len(mean)):
+                bold.iloc[i, cols] = _is_best(mean.iloc[i, cols].to_numpy(), metric)
+    return bold
+
+
+def _is_best(values: np.ndarray, metric: str) -> np.ndarray:
     if metric in LOWER_IS_BETTER:
-        return block.min(axis=1)
+        return np.isclose(values, np.nanmin(values), rtol=0, atol=1e-9)
     if metric in HIGHER_IS_BETTER:
-        return block.max(axis=1)
-    return None
+        return np.isclose(values, np.nanmax(values), rtol=0, atol=1e-9)
+    return np.zeros(len(values), dtype=bool)
 
 
 def save_csv(frame: pd.DataFrame, path: Path) -> Path:

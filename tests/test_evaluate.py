@@ -57,7 +57,9 @@ def test_model_scores_are_computed_once(run, monkeypatch):
 def test_ood_records_and_the_convention_flag(run):
     records = evaluate.ood_records([run], ["msp", "energy"], params={"energy": {"temperature": 0.5}})
     assert len(records) == 2 * len(OOD_SETS) * 4
-    assert set(records.columns) == {"loss", "tau", "seed", "run", "score", "ood_set", "metric", "value"}
+    assert set(records.columns) == {"loss", "tau", "seed", "run", "score", "ood_set", "n_id", "n_ood",
+                                      "metric", "value"}
+    assert (records["n_id"] == 1000).all() and (records["n_ood"] == 1000).all()
     assert records["value"].between(0, 1).all() and (records["loss"] == "ce").all()
     flipped = evaluate.ood_records([run], ["msp"], positive="ood").set_index(["ood_set", "metric"])["value"]
     same = records.query("score == 'msp'").set_index(["ood_set", "metric"])["value"]
@@ -80,11 +82,14 @@ def test_bad_requests_fail_before_any_work():
 
 
 def test_calibration_is_fitted_on_the_validation_split(run):
-    row = evaluate.calibration_records([run]).iloc[0]
+    records = evaluate.calibration_records([run]).set_index(["metric", "stage"])["value"]
     val = evaluate.logits(run, [ID_VAL])[ID_VAL]
-    assert row["temperature"] == pytest.approx(calibration.fit_temperature(val.logits, val.labels))
-    assert row["accuracy_before"] == row["accuracy_after"] == pytest.approx(run.metrics["test_acc"])
+    t = records["temperature", "after"]
+    assert ("temperature", "before") not in records.index
+    assert t == pytest.approx(calibration.fit_temperature(val.logits, val.labels))
+    assert records["accuracy", "before"] == records["accuracy", "after"] == pytest.approx(run.metrics["test_acc"])
     # the fitted T minimises the validation NLL (the test NLL may move either way: it is not fitted on it)
     nll_val = lambda t: calibration.calibration_report(val.logits, val.labels, t)["nll"]
-    assert nll_val(row["temperature"]) <= min(nll_val(1.0), nll_val(0.9 * row["temperature"]),
-                                              nll_val(1.1 * row["temperature"]))
+    assert nll_val(t) <= min(nll_val(1.0), nll_val(0.9 * t), nll_val(1.1 * t))
+    accuracy = evaluate.accuracy_records([run])
+    assert accuracy["value"].tolist() == [run.metrics["test_acc"]] and accuracy["metric"].tolist() == ["accuracy"]

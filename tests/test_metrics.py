@@ -21,6 +21,15 @@ def test_all_tied_scores():
     assert m["aupr_in"] == pytest.approx(50 / 80) and m["aupr_out"] == pytest.approx(30 / 80)
 
 
+def test_random_scores_are_at_chance():
+    rng = np.random.default_rng(0)
+    id_s, ood_s = rng.random(20000), rng.random(20000)  # same distribution: no separation
+    m = metrics.ood_metrics(id_s, ood_s)
+    assert m["auroc"] == pytest.approx(0.5, abs=0.01)
+    assert m["fpr95"] == pytest.approx(0.95, abs=0.01)  # accepting 95% of ID accepts 95% of OOD
+    assert m["aupr_in"] == pytest.approx(0.5, abs=0.01) and m["aupr_out"] == pytest.approx(0.5, abs=0.01)
+
+
 def test_fpr95_by_hand():
     # 20 ID scores 1..20; keeping >= 95% of ID means threshold 2 (19 of 20 kept).
     id_scores = np.arange(1, 21)

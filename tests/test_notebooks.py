@@ -1,4 +1,4 @@
-"""The train notebook, executed by papermill exactly as users and the book run it."""
+"""The notebooks, executed by papermill exactly as users and the book run them."""
 
 import nbformat
 import papermill as pm
@@ -6,11 +6,12 @@ import pytest
 from conftest import REPO
 
 NB = REPO / "nbs" / "train.ipynb"
+COMPARISONS = ["ood_results", "scoring_functions", "calibration"]  # CE vs LogitNorm over seeds
 
 
-def _run(tmp_path, **parameters):
+def _run(tmp_path, notebook=NB, **parameters):
     out = tmp_path / "out.ipynb"
-    pm.execute_notebook(NB, out, parameters=parameters, kernel_name="python3", cwd=str(REPO / "nbs"),
+    pm.execute_notebook(notebook, out, parameters=parameters, kernel_name="python3", cwd=str(REPO / "nbs"),
                         progress_bar=False)
     return nbformat.read(out, as_version=4)
 
@@ -57,3 +58,49 @@ def test_bad_parameters_fail_at_once_with_a_clear_message(tmp_path, runs_root, n
     for w in words:
         assert w in err.value.evalue, err.value.evalue
     assert not runs_root.exists()
+
+
+@pytest.fixture(scope="module")
+def shared_runs(tmp_path_factory):
+    """One runs folder for the comparison notebooks, so the later ones load the runs the first one trained."""
+    root = tmp_path_factory.mktemp("shared") / "runs"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LNLIB_RUNS", str(root))
+        yield root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", COMPARISONS)
+def test_comparison_notebooks_run_quick(tmp_path, shared_runs, fashion_mnist_available, name):
+    nb = _run(tmp_path, REPO / "nbs" / f"{name}.ipynb", quick=True, epochs=2, seeds=1)
+    text = _text(nb)
+    assert "LogitNorm" in text and "Warning" not in text
+    analysis = shared_runs.parent / "analysis" / f"{name}-quick"
+    assert (analysis / "records.csv").exists()
+    assert len(list(shared_runs.iterdir())) == 2  # CE and LogitNorm, seed 0, trained once for all three
+    expected = {"ood_results": ["FPR95 ↓", "AUROC ↑", "average", "94.50%"],
+                "scoring_functions": ["GradNorm", "ODIN", "Energy", "MaxLogit", "Normalised conf."],
+                "calibration": ["ECE ↓", "validation split", "fitted temperature"]}[name]
+    for word in expected:
+        assert word in text, word
+
+
+@pytest.mark.parametrize("name", COMPARISONS)
+@pytest.mark.parametrize("parameter, value, words", [
+    ("seeds", 0, ["seeds=0", "positive integer"]),
+    ("tau", 0, ["tau=0"]),
+    ("loss_", "ce", ["unknown parameter", "loss_"]),
+])
+def test_comparison_notebooks_reject_bad_parameters_before_training(tmp_path, runs_root, name, parameter, value,
+                                                                    words):
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        _run(tmp_path, REPO / "nbs" / f"{name}.ipynb", **{parameter: value})
+    for w in words:
+        assert w in err.value.evalue, err.value.evalue
+    assert not runs_root.exists()
+
+
+@pytest.mark.parametrize("name", ["ood_results", "scoring_functions"])
+def test_fpr95_convention_parameter_is_checked(tmp_path, runs_root, name):
+    with pytest.raises(pm.PapermillExecutionError, match="positive='x'"):
+        _run(tmp_path, REPO / "nbs" / f"{name}.ipynb", positive="x")

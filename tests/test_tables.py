@@ -67,3 +67,16 @@ def test_paper_claims_are_labelled():
     assert len(paper.claims_frame("ood")) < len(frame)
     with pytest.raises(ValueError, match="topic='table1'.*'ood'"):
         paper.claims_frame("table1")
+
+
+def test_rows_named_by_metric_compare_across_columns_with_their_own_scale():
+    rows = [{"loss": loss, "seed": s, "metric": m, "stage": st, "value": v}
+            for loss, base in (("ce", 0.0), ("logitnorm", 0.05)) for s in range(2)
+            for m, st, v in (("ece", "before", 0.10 + base), ("temperature", "after", 1.5 + base))]
+    stats = tables.mean_std(pd.DataFrame(rows), ["metric", "stage"], "loss")
+    styler = tables.style_mean_std(stats, scale=lambda m: 1 if m == "temperature" else 100)
+    styler._compute()
+    html = styler.to_html()
+    assert "10.0" in html and "1.5" in html and "ECE ↓" in html
+    bold = {(r, c) for (r, c), props in styler.ctx.items() if ("font-weight", "bold") in props}
+    assert bold == {(0, 0)}  # lower ECE is CE; no "best" temperature
