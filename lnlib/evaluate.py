@@ -99,14 +99,15 @@ def compute_logits(run: Run, model: torch.nn.Module, device, sets: dict[str, Ima
     for name, s in sets.items():
         h, z = predict(model, to_device(s.images, spec, device), run.config.eval_batch_size, features=True)
         result[name] = Logits(z.cpu().numpy(), s.labels.numpy(), h.cpu().numpy())
-        _save_npz(out_dir / f"{name}.npz", logits=result[name].logits, labels=result[name].labels,
-                  features=result[name].features)
+        _write_numpy(out_dir / f"{name}.npz", np.savez, logits=result[name].logits, labels=result[name].labels,
+                     features=result[name].features)
     return result
 
 
-def _save_npz(path: Path, **arrays) -> None:
+def _write_numpy(path: Path, save, *args, **kwargs) -> None:
+    """``save(file, *args, **kwargs)`` (``np.save`` or ``np.savez``) into ``path``, atomically."""
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    save(buffer, *args, **kwargs)
     atomic_write_bytes(buffer.getvalue(), path)
 
 
@@ -153,9 +154,7 @@ def score_sets(run: Run, score: str, names=None, device="cpu", **params) -> dict
         for name, s in evaluation_sets(run.config, missing).items():
             x = to_device(s.images, spec, device)
             result[name] = scores.odin(model, x, std=spec.std, batch_size=run.config.eval_batch_size, **params)
-            buffer = io.BytesIO()
-            np.save(buffer, result[name])
-            atomic_write_bytes(buffer.getvalue(), folder / f"{name}.npy")
+            _write_numpy(folder / f"{name}.npy", np.save, result[name])
     return {n: result[n] for n in names}
 
 
@@ -235,8 +234,8 @@ def calibration_records(runs, device="cpu") -> pd.DataFrame:
     for run in runs:
         out = logits(run, [ID_TEST, ID_VAL], device)
         fitted = calibration.fit_temperature(out[ID_VAL].logits, out[ID_VAL].labels)
-        rows.append({**_run_columns(run), "metric": "temperature", "stage": "after", "value": fitted})
         for stage, t in (("before", 1.0), ("after", fitted)):
             report = calibration.calibration_report(out[ID_TEST].logits, out[ID_TEST].labels, t)
             rows += [{**_run_columns(run), "metric": k, "stage": stage, "value": v} for k, v in report.items()]
+        rows.append({**_run_columns(run), "metric": "temperature", "stage": "after", "value": fitted})
     return pd.DataFrame(rows)

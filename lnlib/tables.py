@@ -43,33 +43,43 @@ def style_percent(frame: pd.DataFrame, caption: str | None = None):
     return styler.set_caption(caption) if caption else styler
 
 
+RUN_KEYS = ("loss", "tau", "seed", "run", "score", "metric")  # what identifies one number apart from its set
+
+
 def with_average(records: pd.DataFrame, over: str = "ood_set", name: str = "average") -> pd.DataFrame:
     """``records`` plus rows ``over == name`` holding each run's mean over the ``over`` values.
 
-    The average is taken per run (and per every other column) *before* seeds are aggregated, so the
-    table's average row is mean ± std over seeds of the per-seed averages.
+    The average is taken per run, score and metric (the ``RUN_KEYS`` present) *before* seeds are
+    aggregated, so a table's average row is mean ± std over seeds of the per-seed averages. Columns that
+    describe one set (such as ``n_ood``) are left empty in the average rows.
     """
-    keys = [c for c in records.columns if c not in (over, "value")]
+    keys = [c for c in RUN_KEYS if c in records.columns]
     average = records.groupby(keys, dropna=False, sort=False)["value"].mean().reset_index()
     average[over] = name
-    return pd.concat([records, average[records.columns]], ignore_index=True)
+    return pd.concat([records, average], ignore_index=True)[records.columns]
 
 
 def mean_std(records: pd.DataFrame, index, columns, value: str = "value") -> pd.DataFrame:
     """Mean, std (ddof = 1; NaN for one seed) and count over everything not in ``index`` + ``columns``.
 
-    Returns a frame indexed by ``index`` with columns ``(stat, *columns)``, stat in mean/std/n, rows and
-    columns in the order their values first appear in ``records``.
+    Returns a frame indexed by ``index`` with columns ``(stat, *columns)``, stat in mean/std/n. Rows and
+    columns follow the order in which each level's values first appear in ``records``.
     """
-    columns = list(np.atleast_1d(columns))
+    index, columns = list(np.atleast_1d(index)), list(np.atleast_1d(columns))
     stats = records.pivot_table(index=index, columns=columns, values=value, aggfunc=["mean", "std", "count"],
-                                sort=False, dropna=False)
-    present = set(records[columns].itertuples(index=False, name=None))
-    levels = [pd.unique(records[c]) for c in columns]
-    order = [(s, *c) for s in ("mean", "std", "count") for c in itertools.product(*levels) if c in present]
-    stats = stats[(stats["count"].fillna(0) > 0).any(axis=1)]  # dropna=False also made absent rows
-    stats = stats.reindex(columns=pd.MultiIndex.from_tuples(order, names=[None, *columns]))
+                                dropna=False)
+    rows = _appearance_order(records, index)
+    stats = stats.reindex(pd.MultiIndex.from_tuples(rows, names=index) if len(index) > 1
+                          else pd.Index([r[0] for r in rows], name=index[0]))
+    cols = [(stat, *c) for stat in ("mean", "std", "count") for c in _appearance_order(records, columns)]
+    stats = stats.reindex(columns=pd.MultiIndex.from_tuples(cols, names=[None, *columns]))
     return stats.rename(columns={"count": "n"}, level=0)
+
+
+def _appearance_order(records: pd.DataFrame, columns: list[str]) -> list[tuple]:
+    """The value combinations of ``columns`` present in ``records``, each level in order of first appearance."""
+    present = set(records[columns].itertuples(index=False, name=None))
+    return [c for c in itertools.product(*(pd.unique(records[c]) for c in columns)) if c in present]
 
 
 def style_mean_std(stats: pd.DataFrame, scale: float = 100.0, decimals: int = 1, caption: str | None = None):

@@ -31,6 +31,14 @@ def test_mean_std_and_average_row():
     assert (stats["n"] == 2).all().all()
 
 
+def test_average_ignores_columns_that_describe_one_set():
+    records = _records()
+    records["n_ood"] = np.where(records.ood_set == "digits", 1797, 2000)  # as in ood_records
+    stats = tables.mean_std(tables.with_average(records), "ood_set", ["metric", "loss"])
+    assert stats.loc["average", ("mean", "fpr95", "ce")] == pytest.approx(0.65)
+    assert (stats.loc["average", "n"] == 2).all()
+
+
 def test_style_marks_the_better_method_per_metric():
     stats = tables.mean_std(_records(), "ood_set", ["metric", "loss"])
     html = tables.style_mean_std(stats, caption="cap").to_html()
