@@ -82,6 +82,19 @@ def _appearance_order(records: pd.DataFrame, columns: list[str]) -> list[tuple]:
     return [c for c in itertools.product(*(pd.unique(records[c]) for c in columns)) if c in present]
 
 
+def difference(stats: pd.DataFrame, metric: str, baseline: str = "ce", method: str = "logitnorm") -> pd.DataFrame:
+    """``method − baseline`` per row of :func:`mean_std` output (columns ``(stat, metric, loss)``), in percent
+    points, with the standard error of that difference over seeds, ``√(s_a²/n_a + s_b²/n_b)``.
+
+    ``clear`` marks rows where the difference exceeds two standard errors: with a handful of seeds, anything
+    less is not a result. NaN standard errors (one seed) are never clear.
+    """
+    mean, std, n = (stats[k][metric] for k in ("mean", "std", "n"))
+    diff = 100 * (mean[method] - mean[baseline])
+    se = 100 * np.sqrt(std[method] ** 2 / n[method] + std[baseline] ** 2 / n[baseline])
+    return pd.DataFrame({"difference": diff, "standard error": se, "clear": (diff.abs() > 2 * se) & se.notna()})
+
+
 def style_mean_std(stats: pd.DataFrame, scale: float = 100.0, decimals: int = 1, caption: str | None = None):
     """Render :func:`mean_std` output as "mean ± std" strings, best mean in bold, arrows in the headers.
 

@@ -39,6 +39,21 @@ def test_average_ignores_columns_that_describe_one_set():
     assert (stats.loc["average", "n"] == 2).all()
 
 
+def test_difference_with_its_standard_error():
+    stats = tables.mean_std(_records(), "ood_set", ["metric", "loss"])
+    d = tables.difference(stats, "fpr95")
+    # textures: CE 0.5, 0.7 and LogitNorm 0.2, 0.4 -> -30 points, se = 100*sqrt(2 * 0.02/2) = 14.1
+    assert d.loc["textures", "difference"] == pytest.approx(-30)
+    assert d.loc["textures", "standard error"] == pytest.approx(100 * np.sqrt(0.02), rel=1e-6)
+    assert d.loc["textures", "clear"]  # 30 > 2 * 14.1
+    records = _records()
+    records.loc[(records.metric == "auroc") & (records.loss == "logitnorm"), "value"] += 0.15  # 0.85, 0.75
+    close = tables.difference(tables.mean_std(records, "ood_set", ["metric", "loss"]), "auroc")
+    assert close.loc["textures", "difference"] == pytest.approx(-5) and not close.loc["textures", "clear"]
+    one_seed = tables.mean_std(_records().query("seed == 0"), "ood_set", ["metric", "loss"])
+    assert not tables.difference(one_seed, "fpr95")["clear"].any()
+
+
 def test_style_marks_the_better_method_per_metric():
     stats = tables.mean_std(_records(), "ood_set", ["metric", "loss"])
     html = tables.style_mean_std(stats, caption="cap").to_html()
