@@ -97,11 +97,12 @@ class TrainConfig:
 
         Every public global holding a literal (number, string, bool, None, list, tuple) must be a config
         field or in ``allowed_extra``, so that a misspelt ``-p taw 0.04`` fails loudly instead of being ignored.
+        Private (``_x``) and upper-case names (imported constants such as ``LOSSES``) are not parameters.
         """
         literal = (bool, int, float, str, list, tuple, type(None))  # what a parameters cell holds
         values, unknown = {}, []
         for name, value in namespace.items():
-            if name.startswith("_") or name in ("In", "Out") or name in allowed_extra:
+            if name.startswith("_") or name.isupper() or name in ("In", "Out") or name in allowed_extra:
                 continue
             if not isinstance(value, literal):  # modules, functions, configs, runs, figures...
                 continue

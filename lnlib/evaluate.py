@@ -184,6 +184,20 @@ def _ood_metrics(by_set: dict[str, np.ndarray], positive: str) -> dict[str, dict
     return {n: metrics.ood_metrics(by_set[ID_TEST], s, positive) for n, s in by_set.items() if n not in ID_KEYS}
 
 
+def per_set(run: Run, fn, names=None, device="cpu") -> dict[str, np.ndarray]:
+    """``{set: fn(logits)}`` over the cached outputs, e.g. ``per_set(run, scores.msp)`` for histograms of the
+    actual MSP values (``score_sets`` returns the ranking form)."""
+    return {n: fn(o.logits) for n, o in logits(run, names, device).items()}
+
+
+def split_by_correctness(run: Run, values_fn, device="cpu") -> dict[str, np.ndarray]:
+    """``values_fn(logits)`` on the ID test images the model classifies correctly and on those it gets wrong."""
+    test = logits(run, [ID_TEST], device)[ID_TEST]
+    correct = test.logits.argmax(axis=1) == test.labels
+    values = values_fn(test.logits)
+    return {"ID test, correct": values[correct], "ID test, wrong": values[~correct]}
+
+
 # --------------------------------------------------------------------------------- tidy result records
 def _run_columns(run: Run) -> dict:
     cfg = run.config

@@ -69,6 +69,23 @@ def logit_norm_min_loss(tau: float, num_classes: int) -> float:
     return math.log1p((num_classes - 1) * math.exp(-margin / tau))
 
 
+def tau_theory(taus, num_classes: int):
+    """What τ allows, for each τ in ``taus``: the paper's loss lower bound, the exact minimum loss and the
+    largest softmax confidence of a normalised logit vector ``exp(−min loss) = 1/(1 + (K−1)e^{−m/τ})``.
+
+    Returns a pandas DataFrame indexed by τ with columns ``loss lower bound (paper)``, ``exact minimum loss``
+    (nats) and ``max confidence`` (fraction).
+    """
+    import pandas as pd
+
+    rows = {tau: {"loss lower bound (paper)": logit_norm_lower_bound(tau, num_classes),
+                  "exact minimum loss": logit_norm_min_loss(tau, num_classes),
+                  "max confidence": math.exp(-logit_norm_min_loss(tau, num_classes))} for tau in taus}
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "tau"
+    return frame
+
+
 class LogitNormLoss(nn.Module):
     """``nn.Module`` wrapper of :func:`logit_norm_loss` with a fixed temperature ``tau``."""
 

@@ -13,6 +13,8 @@ import matplotlib
 if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline", "inline"):
     matplotlib.use("Agg")  # headless by default; notebooks keep their inline backend
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 PALETTE = sns.color_palette("colorblind")
@@ -100,6 +102,120 @@ def grouped_bars(stats, metrics=("fpr95", "auroc"), labels=None, title: str | No
         ax.set(ylabel=f"{labels.get(metric, metric)} (%)")
     handles, names = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside right upper")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def norm_growth(histories: dict, ood_name: str = "OOD", title: str | None = None) -> plt.Figure:
+    """Logit norm and confidence over training, one column per run (e.g. cross-entropy, LogitNorm).
+
+    Top row: mean ‖f(x)‖₂ with its 10–90th percentile band on ID train, ID test and the OOD monitor set.
+    Bottom row: test accuracy and the mean max softmax probability on ID test and OOD images, in percent.
+    ``histories``: column title -> ``Run.history`` DataFrame.
+    """
+    fig, axes = plt.subplots(2, len(histories), figsize=(5.2 * len(histories), 6.4), sharex=True, squeeze=False,
+                             layout="constrained")
+    for (name, h), ax_norm, ax_conf in zip(histories.items(), axes[0], axes[1], strict=True):
+        for split, label in (("train", "ID train"), ("test", "ID test"), ("ood", ood_name)):
+            color = SPLIT_COLORS[split]
+            ax_norm.plot(h["epoch"], h[f"{split}_norm_mean"], marker="o", markersize=3, color=color, label=label)
+            ax_norm.fill_between(h["epoch"], h[f"{split}_norm_p10"], h[f"{split}_norm_p90"], color=color,
+                                 alpha=0.2, linewidth=0)
+        ax_norm.set(title=name, ylabel="logit norm ‖f(x)‖₂ (mean, 10–90%)", ylim=(0, None))
+        ax_conf.plot(h["epoch"], 100 * h["test_acc"], color="0.2", label="test accuracy")
+        ax_conf.plot(h["epoch"], 100 * h["test_msp_mean"], color=SPLIT_COLORS["test"], linestyle="--",
+                     label="mean MSP, ID test")
+        ax_conf.plot(h["epoch"], 100 * h["ood_msp_mean"], color=SPLIT_COLORS["ood"], linestyle="--",
+                     label=f"mean MSP, {ood_name}")
+        ax_conf.set(xlabel="epoch", ylabel="percent", ylim=(0, 100))
+        ax_conf.xaxis.get_major_locator().set_params(integer=True)
+    for row in axes:
+        handles, names = row[0].get_legend_handles_labels()
+        row[-1].legend(handles, names, loc="lower right", fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def histogram_grid(grid: dict, xlabel: str, bins=40, value_range=None, colors=None, title: str | None = None,
+                   log_x: bool = False) -> plt.Figure:
+    """Density histograms with shared bins: ``grid[row][column] = {series label: values}``.
+
+    Every panel uses the same bins (``bins`` edges over ``value_range``, default the range of all values),
+    so panels and series compare directly. ``colors``: series label -> colour (default: palette order).
+    """
+    rows, cols = list(grid), list(next(iter(grid.values())))
+    every = np.concatenate([np.asarray(v, dtype=float) for r in grid.values() for c in r.values() for v in c.values()])
+    lo, hi = value_range if value_range is not None else (every.min(), every.max())
+    edges = np.geomspace(lo, hi, bins + 1) if log_x else np.linspace(lo, hi, bins + 1)
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(4.6 * len(cols), 2.3 * len(rows) + 0.8),
+                             sharex=True, squeeze=False, layout="constrained")
+    colors = dict(colors or {})
+    for i, row in enumerate(rows):
+        for j, col in enumerate(cols):
+            ax = axes[i, j]
+            for k, (label, values) in enumerate(grid[row][col].items()):
+                color = colors.setdefault(label, PALETTE[k % len(PALETTE)])
+                ax.hist(np.clip(values, lo, hi), bins=edges, density=True, histtype="stepfilled", alpha=0.35,
+                        color=color, label=label)
+                ax.hist(np.clip(values, lo, hi), bins=edges, density=True, histtype="step", color=color)
+            if i == 0:
+                ax.set_title(col)
+            if j == 0:
+                ax.set_ylabel(f"{row}\ndensity")
+            if log_x:  # plain numbers at 1, 2, 5 x 10^k: the default minor labels collide
+                ax.set_xscale("log")
+                ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
+                ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.legend(fontsize="x-small")
+    for ax in axes[-1]:
+        ax.set_xlabel(xlabel)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def tau_ablation(stats, reference, metrics=("fpr95", "auroc", "accuracy"), theory=None, num_classes=None,
+                 labels=None, title: str | None = None) -> plt.Figure:
+    """One panel per metric against τ (log scale): LogitNorm mean ± std over seeds, cross-entropy as a
+    horizontal line with its ± std band; optionally a last panel with the theory curves.
+
+    ``stats``: DataFrame indexed by τ with columns ``(stat, metric)``, stat in mean/std (fractions).
+    ``reference``: DataFrame with one row (cross-entropy), the same columns. ``theory``: DataFrame indexed by
+    a fine τ grid with columns ``loss lower bound (paper)``, ``exact minimum loss`` (nats) and
+    ``max confidence`` (fraction), e.g. from :func:`lnlib.losses.tau_theory`.
+    """
+    labels = labels or {}
+    n = len(metrics) + (theory is not None)
+    fig, axes = plt.subplots(1, n, figsize=(4.3 * n, 3.9), squeeze=False, layout="constrained")
+    taus = np.asarray(stats.index, dtype=float)
+    for metric, ax in zip(metrics, axes[0], strict=False):
+        mean, std = 100 * stats[("mean", metric)], 100 * stats[("std", metric)].fillna(0)
+        ax.errorbar(taus, mean, yerr=std, marker="o", capsize=3, color=PALETTE[1], label="LogitNorm")
+        ref_mean, ref_std = 100 * reference[("mean", metric)].iloc[0], 100 * np.nan_to_num(
+            reference[("std", metric)].iloc[0])
+        ax.axhline(ref_mean, color=PALETTE[0], linestyle="--", label="cross-entropy")
+        ax.axhspan(ref_mean - ref_std, ref_mean + ref_std, color=PALETTE[0], alpha=0.15, linewidth=0)
+        ax.set(xscale="log", xlabel="τ (log scale)", ylabel=f"{labels.get(metric, metric)} (%)")
+    axes[0, 0].legend(fontsize="small")
+    if theory is not None:
+        ax = axes[0, -1]
+        ax.plot(theory.index, theory["loss lower bound (paper)"], color=PALETTE[2], label="loss lower bound (paper)")
+        ax.plot(theory.index, theory["exact minimum loss"], color=PALETTE[4], linestyle="--",
+                label="exact minimum loss")
+        ax.set(xscale="log", yscale="log", xlabel="τ (log scale)", ylabel="LogitNorm loss (nats, log scale)",
+               title=f"Theory, K = {num_classes}" if num_classes else "Theory")
+        ax_conf = ax.twinx()
+        ax_conf.plot(theory.index, 100 * theory["max confidence"], color=PALETTE[3], label="max confidence")
+        ax_conf.set(ylabel="largest confidence of f/(τ‖f‖) (%)", ylim=(0, 105))
+        ax_conf.grid(False)
+        handles = ax.get_legend_handles_labels()[0] + ax_conf.get_legend_handles_labels()[0]
+        ax.legend(handles, [h.get_label() for h in handles], fontsize="small", loc="center right")
+    for ax in axes[0]:  # ticks at the measured τ values only: log-axis minor labels collide
+        ax.set_xticks(taus, [f"{t:g}" for t in taus])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     if title:
         fig.suptitle(title)
     return fig

@@ -95,6 +95,26 @@ def difference(stats: pd.DataFrame, metric: str, baseline: str = "ce", method: s
     return pd.DataFrame({"difference": diff, "standard error": se, "clear": (diff.abs() > 2 * se) & se.notna()})
 
 
+def norm_growth_summary(histories: dict, within: float = 0.01) -> pd.DataFrame:
+    """When did test accuracy saturate, and what did the logit norm do afterwards? One row per run.
+
+    Saturation epoch: the first epoch whose test accuracy is within ``within`` (a fraction; 1 point) of the
+    final one. Columns: that epoch, the final epoch, test accuracy at both (percent), mean test logit norm
+    at both, and its change in percent. ``histories``: row label -> ``Run.history``.
+    """
+    rows = {}
+    for name, h in histories.items():
+        final = h.iloc[-1]
+        saturated = h[h["test_acc"] >= final["test_acc"] - within].iloc[0]
+        rows[name] = {"saturation epoch": int(saturated["epoch"]), "final epoch": int(final["epoch"]),
+                      "test acc at saturation (%)": 100 * saturated["test_acc"],
+                      "final test acc (%)": 100 * final["test_acc"],
+                      "‖f‖ at saturation": saturated["test_norm_mean"], "final ‖f‖": final["test_norm_mean"],
+                      "‖f‖ change after saturation (%)":
+                          100 * (final["test_norm_mean"] / saturated["test_norm_mean"] - 1)}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def style_mean_std(stats: pd.DataFrame, scale: float = 100.0, decimals: int = 1, caption: str | None = None):
     """Render :func:`mean_std` output as "mean ± std" strings, best mean in bold, arrows in the headers.
 

@@ -58,6 +58,7 @@ def test_from_namespace_takes_literals_and_rejects_unknown_literals():
     import math
 
     ns = {"tau": 0.1, "loss": "ce", "math": math, "_private": 1, "In": [], "cfg": TrainConfig(), "f": print,
+          "LOSSES": ("ce", "logitnorm"),  # an imported constant
           "milestones": []}
     cfg = TrainConfig.from_namespace(ns)
     assert cfg.tau == 0.1 and cfg.loss == "ce"

@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import tiny_cfg
 
-from lnlib import calibration, evaluate, scores
+from lnlib import calibration, evaluate, metrics, scores
 from lnlib.data import ID_SETS, OOD_SETS, load_id, split_train_val, to_device
 from lnlib.evaluate import ID_TEST, ID_VAL
 from lnlib.runs import Run, load_or_train
@@ -93,3 +93,11 @@ def test_calibration_is_fitted_on_the_validation_split(run):
     assert nll_val(t) <= min(nll_val(1.0), nll_val(0.9 * t), nll_val(1.1 * t))
     accuracy = evaluate.accuracy_records([run])
     assert accuracy["value"].tolist() == [run.metrics["test_acc"]] and accuracy["metric"].tolist() == ["accuracy"]
+
+
+def test_per_set_values_and_the_correctness_split(run):
+    mmc = evaluate.per_set(run, metrics.mmc, [ID_TEST, "digits"])
+    assert set(mmc) == {ID_TEST, "digits"} and all(0.1 <= v <= 1 for v in mmc.values())
+    split = evaluate.split_by_correctness(run, scores.logit_norm)
+    n_wrong = round((1 - run.metrics["test_acc"]) * 1000)
+    assert len(split["ID test, wrong"]) == n_wrong and len(split["ID test, correct"]) == 1000 - n_wrong

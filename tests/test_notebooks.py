@@ -6,7 +6,7 @@ import pytest
 from conftest import REPO
 
 NB = REPO / "nbs" / "train.ipynb"
-COMPARISONS = ["ood_results", "scoring_functions", "calibration"]  # CE vs LogitNorm over seeds
+COMPARISONS = ["ood_results", "scoring_functions", "calibration", "tau_ablation"]  # take a number of seeds
 
 
 def _run(tmp_path, notebook=NB, **parameters):
@@ -62,27 +62,44 @@ def test_bad_parameters_fail_at_once_with_a_clear_message(tmp_path, runs_root, n
 
 @pytest.fixture(scope="module")
 def shared_runs(tmp_path_factory):
-    """One runs folder for the comparison notebooks, so the later ones load the runs the first one trained."""
+    """One runs folder for the chapter notebooks, so the later ones load the runs the first one trained."""
     root = tmp_path_factory.mktemp("shared") / "runs"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LNLIB_RUNS", str(root))
         yield root
 
 
+QUICK = {"quick": True, "epochs": 2}
+EXPECTED = {  # notebook -> (extra parameters, words its output must contain, files it saves)
+    "logit_norm_growth": ({}, ["saturation epoch", "‖f‖ change after saturation (%)"],
+                          ["norm_growth.png", "norm_by_correctness.svg", "summary.csv"]),
+    "confidence_histograms": ({}, ["mean max confidence (%)", "MSP AUROC (%)", "separates ID from OOD"],
+                              ["msp_histograms.png", "norm_histograms.png", "mmc.csv"]),
+    "ood_results": ({"seeds": 1}, ["FPR95 ↓", "AUROC ↑", "average", "94.50%", "standard error"],
+                    ["records.csv", "table_msp.csv"]),
+    "scoring_functions": ({"seeds": 1}, ["GradNorm", "ODIN", "Energy", "MaxLogit", "Normalised conf."],
+                          ["records.csv", "scores_bars.png"]),
+    "calibration": ({"seeds": 1}, ["ECE ↓", "validation split", "fitted temperature"],
+                    ["records.csv", "reliability.png"]),
+    "tau_ablation": ({"seeds": 1, "taus": [0.04, 0.3]}, ["lowest measured average FPR95", "cross-entropy"],
+                     ["records.csv", "tau_ablation.png", "table.csv"]),
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", COMPARISONS)
-def test_comparison_notebooks_run_quick(tmp_path, shared_runs, fashion_mnist_available, name):
-    nb = _run(tmp_path, REPO / "nbs" / f"{name}.ipynb", quick=True, epochs=2, seeds=1)
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_chapter_notebooks_run_quick(tmp_path, shared_runs, fashion_mnist_available, name):
+    parameters, words, files = EXPECTED[name]
+    nb = _run(tmp_path, REPO / "nbs" / f"{name}.ipynb", **QUICK, **parameters)
     text = _text(nb)
-    assert "LogitNorm" in text and "Warning" not in text
-    analysis = shared_runs.parent / "analysis" / f"{name}-quick"
-    assert (analysis / "records.csv").exists()
-    assert len(list(shared_runs.iterdir())) == 2  # CE and LogitNorm, seed 0, trained once for all three
-    expected = {"ood_results": ["FPR95 ↓", "AUROC ↑", "average", "94.50%"],
-                "scoring_functions": ["GradNorm", "ODIN", "Energy", "MaxLogit", "Normalised conf."],
-                "calibration": ["ECE ↓", "validation split", "fitted temperature"]}[name]
-    for word in expected:
+    assert "Warning" not in text
+    for word in words:
         assert word in text, word
+    analysis = shared_runs.parent / "analysis" / f"{name}-quick"
+    for file in files:
+        assert (analysis / file).exists(), file
+    # CE and LogitNorm at seed 0 are trained once for every chapter; the tau ablation adds tau = 0.3
+    assert len(list(shared_runs.iterdir())) == (3 if name == "tau_ablation" else 2)
 
 
 @pytest.mark.parametrize("name", COMPARISONS)
@@ -104,3 +121,16 @@ def test_comparison_notebooks_reject_bad_parameters_before_training(tmp_path, ru
 def test_fpr95_convention_parameter_is_checked(tmp_path, runs_root, name):
     with pytest.raises(pm.PapermillExecutionError, match="positive='x'"):
         _run(tmp_path, REPO / "nbs" / f"{name}.ipynb", positive="x")
+
+
+@pytest.mark.parametrize("name", ["logit_norm_growth", "confidence_histograms"])
+def test_single_seed_chapters_reject_bad_parameters(tmp_path, runs_root, name):
+    with pytest.raises(pm.PapermillExecutionError, match="seed=-1"):
+        _run(tmp_path, REPO / "nbs" / f"{name}.ipynb", seed=-1)
+    assert not runs_root.exists()
+
+
+def test_tau_grid_is_validated_before_training(tmp_path, runs_root):
+    with pytest.raises(pm.PapermillExecutionError, match="tau=0"):
+        _run(tmp_path, REPO / "nbs" / "tau_ablation.ipynb", taus=[0.04, 0])
+    assert not runs_root.exists()

@@ -1,0 +1,78 @@
+"""Figure helpers: real figures from small arrays, every axis labelled, summaries of training histories."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lnlib import losses, metrics, plots, tables
+
+
+def _history(norm_growth):
+    epochs = np.arange(1, 7)
+    acc = np.array([0.70, 0.85, 0.90, 0.905, 0.91, 0.91])
+    norm = 5 + norm_growth * epochs
+    cols = {"epoch": epochs, "train_loss": 1 / epochs, "train_acc": acc, "test_acc": acc,
+            "test_msp_mean": acc, "ood_msp_mean": acc - 0.1}
+    for split in ("train", "test", "ood"):
+        cols.update({f"{split}_norm_mean": norm, f"{split}_norm_p10": norm - 1, f"{split}_norm_p90": norm + 1})
+    return pd.DataFrame(cols)
+
+
+def _labelled(fig):
+    for ax in fig.axes:
+        if ax.get_visible() and ax.has_data():
+            assert ax.get_xlabel() or ax.get_title() or ax.get_ylabel(), ax
+
+
+def test_norm_growth_figure_and_summary():
+    histories = {"Cross-entropy": _history(1.0), "LogitNorm": _history(-0.5)}
+    fig = plots.norm_growth(histories, "textures", title="t")
+    assert len(fig.axes) == 4 and fig.axes[0].get_title() == "Cross-entropy"
+    _labelled(fig)
+    summary = tables.norm_growth_summary(histories)
+    # accuracy within 1 point of the final 91% first at epoch 3 (90%); the norm grows 8 -> 11 under CE
+    assert summary.loc["Cross-entropy", "saturation epoch"] == 3
+    assert summary.loc["Cross-entropy", "‖f‖ change after saturation (%)"] == pytest.approx(100 * (11 / 8 - 1))
+    assert summary.loc["LogitNorm", "‖f‖ change after saturation (%)"] < 0
+
+
+def test_histogram_grid_shares_bins_across_panels():
+    rng = np.random.default_rng(0)
+    grid = {row: {col: {"ID test": rng.random(300), row: rng.random(200) * 0.5} for col in ("CE", "LN")}
+            for row in ("digits", "textures")}
+    fig = plots.histogram_grid(grid, xlabel="max softmax probability", value_range=(0, 1), bins=20)
+    axes = np.array(fig.axes).reshape(2, 2)
+    edges = {tuple(np.unique(np.round(p.get_xy()[:, 0], 9))) for ax in axes.ravel() for p in ax.patches}
+    assert edges == {tuple(np.round(np.linspace(0, 1, 21), 9))}  # every series of every panel: the same 20 bins
+    assert axes[1, 0].get_xlabel() == "max softmax probability" and "digits" in axes[0, 0].get_ylabel()
+    log = plots.histogram_grid(grid, xlabel="norm", log_x=True, value_range=(0.01, 1))
+    assert log.axes[0].get_xscale() == "log"
+
+
+def test_tau_theory_and_figure():
+    taus = np.geomspace(0.005, 1.0, 20)
+    theory = losses.tau_theory(taus, 10)
+    conf = theory["max confidence"].to_numpy()
+    assert (np.diff(conf) <= 0).all() and conf[0] > 0.9999 and conf[-1] < 0.25  # a larger tau caps it lower
+    assert (theory["loss lower bound (paper)"] <= theory["exact minimum loss"]).all()
+    assert theory.loc[1.0, "max confidence"] == pytest.approx(np.exp(-losses.logit_norm_min_loss(1.0, 10)))
+    stats = pd.DataFrame({("mean", "fpr95"): [0.5, 0.4], ("std", "fpr95"): [0.1, np.nan],
+                          ("mean", "auroc"): [0.8, 0.9], ("std", "auroc"): [0.0, 0.0]}, index=[0.04, 0.3])
+    reference = pd.DataFrame({k: [v] for k, v in {("mean", "fpr95"): 0.6, ("std", "fpr95"): np.nan,
+                                                  ("mean", "auroc"): 0.7, ("std", "auroc"): 0.01}.items()})
+    fig = plots.tau_ablation(stats, reference, ("fpr95", "auroc"), theory=theory, labels=tables.LABELS)
+    assert fig.axes[0].get_xscale() == "log" and "FPR95" in fig.axes[0].get_ylabel()
+    _labelled(fig)
+
+
+def test_reliability_and_bars():
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(0, 3, (500, 10)), rng.integers(0, 10, 500)
+    fig = plots.reliability_diagrams({"a": metrics.reliability(logits, labels), "b": metrics.reliability(
+        logits, labels, temperature=2.0)})
+    _labelled(fig)
+    records = pd.DataFrame([{"loss": loss, "seed": s, "score": score, "metric": m, "value": rng.random()}
+                            for loss in ("ce", "logitnorm") for s in range(2) for score in ("msp", "odin")
+                            for m in ("fpr95", "auroc")])
+    fig = plots.grouped_bars(tables.mean_std(records, "score", ["metric", "loss"]), labels=tables.LABELS)
+    assert fig.axes[0].get_ylabel() == "FPR95 ↓ (%)"
