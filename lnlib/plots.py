@@ -130,9 +130,9 @@ def norm_growth(histories: dict, ood_name: str = "OOD", title: str | None = None
                      label=f"mean MSP, {ood_name}")
         ax_conf.set(xlabel="epoch", ylabel="percent", ylim=(0, 100))
         ax_conf.xaxis.get_major_locator().set_params(integer=True)
-    for row in axes:
+    for row, loc in zip(axes, ("upper right", "center right"), strict=True):
         handles, names = row[0].get_legend_handles_labels()
-        row[-1].legend(handles, names, loc="lower right", fontsize="small")
+        row[-1].legend(handles, names, loc=loc, fontsize="small")
     if title:
         fig.suptitle(title)
     return fig
@@ -177,6 +177,9 @@ def histogram_grid(grid: dict, xlabel: str, bins=40, value_range=None, colors=No
     return fig
 
 
+LOSS_FLOOR = 1e-12  # losses below this are beyond float32 training anyway; the axis stops there
+
+
 def tau_ablation(stats, reference, metrics=("fpr95", "auroc", "accuracy"), theory=None, num_classes=None,
                  labels=None, title: str | None = None) -> plt.Figure:
     """One panel per metric against τ (log scale): LogitNorm mean ± std over seeds, cross-entropy as a
@@ -185,7 +188,8 @@ def tau_ablation(stats, reference, metrics=("fpr95", "auroc", "accuracy"), theor
     ``stats``: DataFrame indexed by τ with columns ``(stat, metric)``, stat in mean/std (fractions).
     ``reference``: DataFrame with one row (cross-entropy), the same columns. ``theory``: DataFrame indexed by
     a fine τ grid with columns ``loss lower bound (paper)``, ``exact minimum loss`` (nats) and
-    ``max confidence`` (fraction), e.g. from :func:`lnlib.losses.tau_theory`.
+    ``max confidence`` (fraction), e.g. from :func:`lnlib.losses.tau_theory`. The loss axis stops at
+    ``LOSS_FLOOR``.
     """
     labels = labels or {}
     n = len(metrics) + (theory is not None)
@@ -205,16 +209,17 @@ def tau_ablation(stats, reference, metrics=("fpr95", "auroc", "accuracy"), theor
         ax.plot(theory.index, theory["loss lower bound (paper)"], color=PALETTE[2], label="loss lower bound (paper)")
         ax.plot(theory.index, theory["exact minimum loss"], color=PALETTE[4], linestyle="--",
                 label="exact minimum loss")
-        ax.set(xscale="log", yscale="log", xlabel="τ (log scale)", ylabel="LogitNorm loss (nats, log scale)",
+        ax.set(xscale="log", yscale="log", xlabel="τ (log scale)", ylim=(LOSS_FLOOR, 10),
+               ylabel="LogitNorm loss (nats, log scale)",
                title=f"Theory, K = {num_classes}" if num_classes else "Theory")
         ax_conf = ax.twinx()
         ax_conf.plot(theory.index, 100 * theory["max confidence"], color=PALETTE[3], label="max confidence")
         ax_conf.set(ylabel="largest confidence of f/(τ‖f‖) (%)", ylim=(0, 105))
         ax_conf.grid(False)
         handles = ax.get_legend_handles_labels()[0] + ax_conf.get_legend_handles_labels()[0]
-        ax.legend(handles, [h.get_label() for h in handles], fontsize="small", loc="center right")
+        ax.legend(handles, [h.get_label() for h in handles], fontsize="small", loc="lower left")
     for ax in axes[0]:  # ticks at the measured τ values only: log-axis minor labels collide
-        ax.set_xticks(taus, [f"{t:g}" for t in taus])
+        ax.set_xticks(taus, [f"{t:g}" for t in taus], rotation=45)
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     if title:
         fig.suptitle(title)
