@@ -122,7 +122,7 @@ def norm_growth(histories: dict, ood_name: str = "OOD", title: str | None = None
             ax_norm.plot(h["epoch"], h[f"{split}_norm_mean"], marker="o", markersize=3, color=color, label=label)
             ax_norm.fill_between(h["epoch"], h[f"{split}_norm_p10"], h[f"{split}_norm_p90"], color=color,
                                  alpha=0.2, linewidth=0)
-        ax_norm.set(title=name, ylabel="logit norm ‖f(x)‖₂ (mean, 10–90%)", ylim=(0, None))
+        ax_norm.set(title=name, ylabel="‖f(x)‖₂ (mean, 10–90%)", ylim=(0, None))
         ax_conf.plot(h["epoch"], 100 * h["test_acc"], color="0.2", label="test accuracy")
         ax_conf.plot(h["epoch"], 100 * h["test_msp_mean"], color=SPLIT_COLORS["test"], linestyle="--",
                      label="mean MSP, ID test")
@@ -130,9 +130,11 @@ def norm_growth(histories: dict, ood_name: str = "OOD", title: str | None = None
                      label=f"mean MSP, {ood_name}")
         ax_conf.set(xlabel="epoch", ylabel="percent", ylim=(0, 100))
         ax_conf.xaxis.get_major_locator().set_params(integer=True)
-    for row, loc in zip(axes, ("upper right", "center right"), strict=True):
-        handles, names = row[0].get_legend_handles_labels()
-        row[-1].legend(handles, names, loc=loc, fontsize="small")
+    handles, names = [], []
+    for ax in axes[:, 0]:  # one legend for the figure, below it: inside, it would hide a curve somewhere
+        h, n = ax.get_legend_handles_labels()
+        handles, names = handles + h, names + n
+    fig.legend(handles, names, loc="outside lower center", ncols=3, fontsize="small")
     if title:
         fig.suptitle(title)
     return fig

@@ -100,7 +100,8 @@ def norm_growth_summary(histories: dict, within: float = 0.01) -> pd.DataFrame:
 
     Saturation epoch: the first epoch whose test accuracy is within ``within`` (a fraction; 1 point) of the
     final one. Columns: that epoch, the final epoch, test accuracy at both (percent), mean test logit norm
-    at both, and its change in percent. ``histories``: row label -> ``Run.history``.
+    at both, its change in percent, and the final accuracy on training images (clean, eval mode).
+    ``histories``: row label -> ``Run.history``.
     """
     rows = {}
     for name, h in histories.items():
@@ -111,7 +112,8 @@ def norm_growth_summary(histories: dict, within: float = 0.01) -> pd.DataFrame:
                       "final test acc (%)": 100 * final["test_acc"],
                       "‖f‖ at saturation": saturated["test_norm_mean"], "final ‖f‖": final["test_norm_mean"],
                       "‖f‖ change after saturation (%)":
-                          100 * (final["test_norm_mean"] / saturated["test_norm_mean"] - 1)}
+                          100 * (final["test_norm_mean"] / saturated["test_norm_mean"] - 1),
+                      "final train acc (%)": 100 * final["train_eval_acc"]}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 

@@ -71,7 +71,7 @@ def shared_runs(tmp_path_factory):
 
 QUICK = {"quick": True, "epochs": 2}
 EXPECTED = {  # notebook -> (extra parameters, words its output must contain, files it saves)
-    "logit_norm_growth": ({}, ["saturation epoch", "‖f‖ change after saturation (%)"],
+    "logit_norm_growth": ({"unconstrained_epochs": 0}, ["saturation epoch", "‖f‖ change after saturation (%)"],
                           ["norm_growth.png", "norm_by_correctness.svg", "summary.csv"]),
     "confidence_histograms": ({}, ["mean max confidence (%)", "MSP AUROC (%)", "separates ID from OOD"],
                               ["msp_histograms.png", "norm_histograms.png", "mmc.csv"]),

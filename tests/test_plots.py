@@ -11,7 +11,7 @@ def _history(norm_growth):
     epochs = np.arange(1, 7)
     acc = np.array([0.70, 0.85, 0.90, 0.905, 0.91, 0.91])
     norm = 5 + norm_growth * epochs
-    cols = {"epoch": epochs, "train_loss": 1 / epochs, "train_acc": acc, "test_acc": acc,
+    cols = {"epoch": epochs, "train_loss": 1 / epochs, "train_acc": acc, "test_acc": acc, "train_eval_acc": acc,
             "test_msp_mean": acc, "ood_msp_mean": acc - 0.1}
     for split in ("train", "test", "ood"):
         cols.update({f"{split}_norm_mean": norm, f"{split}_norm_p10": norm - 1, f"{split}_norm_p90": norm + 1})
