@@ -8,7 +8,10 @@ A run lives in ``data/runs/<slug>-<hash8>/`` where ``hash8`` is :meth:`TrainConf
     checkpoint.pt   model + optimizer + epoch         every epoch; removed when the run is complete
     model.pt        final weights (state_dict)
     metrics.json    final metrics                    written LAST: its presence means "complete"
-    logits/<set>.npz  cached logits per evaluated set (lnlib.evaluate)
+    logits/<set>.npz  cached logits, labels and penultimate features per evaluated set (lnlib.evaluate)
+    scores/<score>-<params>/<set>.npy  cached scores that need the model itself (ODIN)
+
+Analyses over many runs (tables, figures of the book's chapters) go to ``<runs>/../analysis/<notebook>/``.
 
 Every file is written atomically (temporary file in the same folder, then ``os.replace``), so a run killed
 at any instant leaves either the old or the new version of each file, never half a file.
