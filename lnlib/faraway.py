@@ -1,0 +1,144 @@
+"""ReLU networks far away from the data (Hein, Andriushchenko & Bitterwolf, CVPR 2019).
+
+A network built from affine layers (linear, convolution, batch norm in eval mode, average pooling) and
+piecewise-linear ones (ReLU, max pooling) computes a piecewise affine function: finitely many regions
+``Q_t``, and ``f(z) = V_t z + a_t`` on each. Their Lemma 3.1: along a ray ``αx`` every such network ends up
+in one region for all ``α ≥ α₀``; there ``f(αx) = α·V_t x + a_t``. Theorem 3.1: if the top entry of
+``V_t x`` is unique (true for almost every ``x``), the max softmax of ``f(αx)`` tends to 1 as ``α → ∞``.
+
+This module measures that on a model: :func:`alpha_curve` (confidence along the ray, in float64),
+:func:`activation_pattern` (which region a point is in), :func:`ray_limit` (the final region's slope
+``V_t x`` and offset ``a_t``, and the limiting class and confidence they predict) and
+:func:`alpha_threshold` (the paper's Table 2 statistic). ``x`` is always what the model takes as input
+(for image models: normalised images), and ``α`` scales it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lnlib import scores
+
+ALPHAS = 2.0 ** np.arange(0, 61)  # 1 .. 1.2e18: the ACET MNIST model of the paper needs α ≈ 3e15
+
+
+def float64_model(model: nn.Module) -> nn.Module:
+    """A float64 copy of ``model`` in eval mode (batch norm affine, dropout off); the original is untouched.
+
+    Far along a ray the logits grow like α, so float32 saturates the softmax and loses the offsets.
+    """
+    return copy.deepcopy(model).to(torch.float64).eval()
+
+
+@torch.no_grad()
+def _logits(model64: nn.Module, z: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([model64(chunk) for chunk in z.split(batch_size)])
+
+
+def alpha_curve(model: nn.Module, x: torch.Tensor, alphas=ALPHAS, batch_size: int = 500) -> np.ndarray:
+    """``log max_k softmax(f(αx))_k`` for every input and every α: ``(N, A)`` float64.
+
+    ``x`` ``(N, ...)``; ``alphas`` ``(A,)``. The log form (:func:`lnlib.scores.log_msp`) keeps confidences
+    like 1 − 1e-40 apart; ``exp`` of it is the confidence.
+    """
+    model64, x = float64_model(model), x.to(torch.float64)
+    return np.stack([scores.log_msp(_logits(model64, float(a) * x, batch_size)) for a in alphas], axis=1)
+
+
+def alpha_threshold(log_confidence: np.ndarray, alphas=ALPHAS, level: float = 0.999) -> np.ndarray:
+    """Smallest α of the grid with confidence ≥ ``level`` per input (``inf`` if none): ``(N,)``.
+
+    ``log_confidence`` is :func:`alpha_curve`'s output. The paper's Table 2 reports the median of this
+    over random inputs for ``level = 0.999``.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level={level!r} must be in (0, 1)")
+    reached = log_confidence >= np.log(level)
+    first = np.argmax(reached, axis=1)
+    return np.where(reached.any(axis=1), np.asarray(alphas, dtype=float)[first], np.inf)
+
+
+@torch.no_grad()
+def activation_pattern(model: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """The linear region ``z`` lies in, as one integer row per input: ``(N, P)`` int64.
+
+    The on/off state of every ``nn.ReLU`` unit and the arg-max of every ``nn.MaxPool2d`` window, read with
+    forward hooks. Two inputs with equal rows are in the same affine piece. ReLUs applied as functions
+    (``F.relu``) are invisible to hooks, so this works for ``mlp`` and ``small_cnn``, not for the residual
+    networks.
+    """
+    parts = []
+
+    def on_relu(module, inputs, output):
+        parts.append((output > 0).flatten(1).long())  # output > 0 iff input > 0, also when inplace
+
+    def on_pool(module, inputs, output):
+        _, idx = F.max_pool2d(inputs[0], module.kernel_size, module.stride, module.padding, module.dilation,
+                              module.ceil_mode, return_indices=True)
+        parts.append(idx.flatten(1))
+
+    hooks = [m.register_forward_hook(on_relu) for m in model.modules() if isinstance(m, nn.ReLU)]
+    hooks += [m.register_forward_hook(on_pool) for m in model.modules() if isinstance(m, nn.MaxPool2d)]
+    if not hooks:
+        raise ValueError("the model has no nn.ReLU or nn.MaxPool2d module to read an activation pattern from")
+    try:
+        was_training = model.training
+        model.eval()
+        model(z)
+        model.train(was_training)
+    finally:
+        for h in hooks:
+            h.remove()
+    return torch.cat(parts, dim=1)
+
+
+@dataclass
+class RayLimit:
+    """Where rays ``αx`` end up, per input (``N`` rows, ``K`` classes)."""
+
+    alpha_final: np.ndarray  # (N,) first grid α from which the activation pattern no longer changes
+    pattern_changes: np.ndarray  # (N,) how often the pattern changed between consecutive grid points
+    slope: np.ndarray  # (N, K) V_t x in the final region: d f(αx) / dα
+    offset: np.ndarray  # (N, K) a_t = f(αx) − α V_t x, constant in the final region
+    limit_class: np.ndarray  # (N,) argmax of the slope
+    slope_gap: np.ndarray  # (N,) top slope minus the runner-up: > 0 means confidence -> 1
+    limit_log_confidence: np.ndarray  # (N,) log max softmax as α -> ∞ (0 when the top slope is unique)
+
+
+def ray_limit(model: nn.Module, x: torch.Tensor, alphas=ALPHAS, batch_size: int = 500) -> RayLimit:
+    """The final linear region of each ray ``αx`` and the limit it implies (Hein et al., Lemma/Theorem 3.1).
+
+    The pattern is read at every α of the grid; from ``alpha_final`` on it is constant, so the logits are
+    affine in α there, and two of its points, ``α_f = alpha_final`` and ``2α_f``, give the slope
+    ``(f(2α_f x) − f(α_f x))/α_f`` (= the Jacobian-vector product ``J_f·x``) and the offset
+    ``2f(α_f x) − f(2α_f x)``, in float64. ``alphas`` must be increasing and reach far enough for the last
+    pattern change to happen inside the grid. If the slope's top entry is
+    unique the limiting confidence is 1 (log 0); on a tie between m classes it is
+    ``softmax`` of the tied offsets, computed from them.
+    """
+    model64, x = float64_model(model), x.to(torch.float64)
+    alphas = np.asarray(alphas, dtype=float)
+    patterns = [activation_pattern(model64, float(a) * x) for a in alphas]
+    changed = np.stack([(p != q).any(dim=1).numpy() for p, q in zip(patterns[:-1], patterns[1:], strict=True)],
+                       axis=1)  # (N, A-1): did the pattern change between alphas[j] and alphas[j+1]?
+    last_change = np.where(changed.any(axis=1), changed.shape[1] - np.argmax(changed[:, ::-1], axis=1), 0)
+    alpha_final = alphas[last_change]
+    # In the final region f(αx) = α·slope + offset exactly, so two points of it give both: α_f and 2α_f,
+    # each ray at its own alpha_final (at the largest α the offset would drown in rounding, f ~ 1e18·slope).
+    at = torch.from_numpy(alpha_final).view(-1, *[1] * (x.ndim - 1))
+    f1, f2 = _logits(model64, at * x, batch_size).numpy(), _logits(model64, 2 * at * x, batch_size).numpy()
+    slope = (f2 - f1) / alpha_final[:, None]
+    offset = 2 * f1 - f2
+    ordered = np.sort(slope, axis=1)
+    gap = ordered[:, -1] - ordered[:, -2]
+    tied = np.isclose(slope, ordered[:, -1:], rtol=1e-9, atol=0)
+    tied_offsets = np.where(tied, offset, -np.inf)  # on a tie the offsets decide among the tied classes
+    limit = np.where(gap > 1e-9 * np.abs(ordered[:, -1]), 0.0, scores.log_msp(tied_offsets))
+    return RayLimit(alpha_final=alpha_final, pattern_changes=changed.sum(axis=1), slope=slope,
+                    offset=offset, limit_class=slope.argmax(axis=1), slope_gap=gap, limit_log_confidence=limit)
