@@ -11,6 +11,10 @@ This module measures that on a model: :func:`alpha_curve` (confidence along the 
 ``V_t x`` and offset ``a_t``, and the limiting class and confidence they predict) and
 :func:`alpha_threshold` (the paper's Table 2 statistic). ``x`` is always what the model takes as input
 (for image models: normalised images), and ``α`` scales it.
+
+The mitigation trains for low confidence on noise (CEDA) or on the most confident point of a small ball
+around noise (ACET): :func:`hein_noise` is the paper's noise distribution and :func:`confidence_pgd` the
+attack, both in [0, 1] pixel space.
 """
 
 from __future__ import annotations
@@ -142,3 +146,77 @@ def ray_limit(model: nn.Module, x: torch.Tensor, alphas=ALPHAS, batch_size: int 
     limit = np.where(gap > 1e-9 * np.abs(ordered[:, -1]), 0.0, scores.log_msp(tied_offsets))
     return RayLimit(alpha_final=alpha_final, pattern_changes=changed.sum(axis=1), slope=slope,
                     offset=offset, limit_class=slope.argmax(axis=1), slope_gap=gap, limit_log_confidence=limit)
+
+
+# ------------------------------------------------------------------------------------- noise and PGD
+BLUR_RADIUS = 7  # the 15 x 15 Gaussian kernel of the official code
+SIGMA_RANGE = (1.0, 2.5)  # blur width in pixels, drawn per image (the official code drew one per batch)
+
+
+def hein_noise(clean: torch.Tensor, generator: torch.Generator, frac_permuted: float = 0.5) -> torch.Tensor:
+    """Hein et al.'s noise, shaped like ``clean`` ``(N, C, H, W)`` (pixels in [0, 1], on its device).
+
+    A fraction ``frac_permuted`` are ``clean`` images with their pixel positions shuffled (the channels of a
+    pixel stay together), the rest uniform noise U[0, 1]; then each image is low-pass filtered with a
+    Gaussian of σ ~ U[1, 2.5] px (15 x 15 kernel, reflected borders) and min-max rescaled to [0, 1].
+    Deterministic for a ``generator`` state.
+    """
+    if not 0 <= frac_permuted <= 1:
+        raise ValueError(f"frac_permuted={frac_permuted!r} must be in [0, 1]")
+    n, c, h, w = clean.shape
+    device, dtype = clean.device, clean.dtype
+    n_perm = round(frac_permuted * n)
+    perms = torch.argsort(torch.rand(n_perm, h * w, generator=generator), dim=1).to(device)
+    permuted = torch.gather(clean[:n_perm].flatten(2), 2, perms[:, None, :].expand(-1, c, -1)).view(n_perm, c, h, w)
+    uniform = torch.rand(n - n_perm, c, h, w, generator=generator).to(device, dtype)
+    noise = torch.cat([permuted, uniform])
+    sigma = torch.empty(n).uniform_(*SIGMA_RANGE, generator=generator).to(device, dtype)
+    offsets = torch.arange(-BLUR_RADIUS, BLUR_RADIUS + 1, device=device, dtype=dtype)
+    kernel = torch.exp(-0.5 * (offsets[None] / sigma[:, None]) ** 2)
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, dim=0)  # (N*C, 15), one per channel
+    z = F.pad(noise.reshape(1, n * c, h, w), [BLUR_RADIUS] * 4, mode="reflect")
+    z = F.conv2d(z, kernel[:, None, :, None], groups=n * c)  # separable blur: rows, then columns
+    z = F.conv2d(z, kernel[:, None, None, :], groups=n * c).view(n, c, h, w)
+    low, high = z.amin(dim=(1, 2, 3), keepdim=True), z.amax(dim=(1, 2, 3), keepdim=True)
+    return (z - low) / (high - low).clamp_min(1e-12)
+
+
+def confidence_pgd(model: nn.Module, start: torch.Tensor, eps: float, steps: int, to_input=None,
+                   step_size: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The most confident point near ``start``: ℓ∞ PGD maximising ``log max_k softmax(f(u))_k``.
+
+    ``u`` stays in the ball ``‖u − start‖∞ ≤ eps`` intersected with the pixel box [0, 1]^d; ``to_input`` maps
+    pixels to what the model takes (e.g. normalisation). As in the official ACET code: a random start
+    ``start + s·U[−eps, eps]^d`` with one ``s ~ U[0, 1]`` per example, sign-gradient steps of
+    ``step_size`` (default ``eps / steps``), projection onto the box then the ball, batch norm in eval mode,
+    and the best iterate per example is returned.
+    """
+    if not eps >= 0 or not (isinstance(steps, int) and steps >= 0):
+        raise ValueError(f"eps={eps!r} must be >= 0 and steps={steps!r} an integer >= 0")
+    to_input = to_input or (lambda u: u)
+    step_size = eps / max(steps, 1) if step_size is None else step_size
+    was_training = model.training
+    model.eval()
+
+    def confidence(u):
+        return torch.log_softmax(model(to_input(u)).float(), dim=1).amax(dim=1)
+
+    def project(u):
+        return torch.minimum(torch.maximum(u.clamp(0, 1), start - eps), start + eps)
+
+    shape = (len(start), *[1] * (start.ndim - 1))
+    scale = torch.rand(shape, generator=generator).to(start)
+    u = project(start + scale * eps * (2 * torch.rand(start.shape, generator=generator).to(start) - 1))
+    with torch.no_grad():
+        best, best_conf = u.clone(), confidence(u)
+    for _ in range(steps):
+        u = u.detach().requires_grad_(True)
+        conf = confidence(u)
+        (grad,) = torch.autograd.grad(conf.sum(), u)
+        with torch.no_grad():
+            u = project(u + step_size * grad.sign())
+            new_conf = confidence(u)
+            better = new_conf > best_conf
+            best[better], best_conf[better] = u[better], new_conf[better]
+    model.train(was_training)
+    return best.detach()

@@ -75,3 +75,38 @@ def test_patterns_of_a_cnn_include_max_pooling_and_models_without_relu_modules_a
     assert not (faraway.activation_pattern(cnn, 2 * z) == faraway.activation_pattern(cnn, -z)).all()
     with pytest.raises(ValueError, match="no nn.ReLU"):
         faraway.activation_pattern(torch.nn.Linear(3, 2), torch.zeros(1, 3))
+
+
+def test_hein_noise_is_in_the_box_and_deterministic():
+    clean = torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    a = faraway.hein_noise(clean, torch.Generator().manual_seed(1))
+    b = faraway.hein_noise(clean, torch.Generator().manual_seed(1))
+    c = faraway.hein_noise(clean, torch.Generator().manual_seed(2))
+    assert a.shape == clean.shape and torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.allclose(a.amin(dim=(1, 2, 3)), torch.zeros(10)) and torch.allclose(a.amax(dim=(1, 2, 3)),
+                                                                                      torch.ones(10))
+    rough = (clean[:, :, 1:] - clean[:, :, :-1]).abs().mean()
+    assert (a[:, :, 1:] - a[:, :, :-1]).abs().mean() < rough / 2  # low-pass filtered
+    rgb = faraway.hein_noise(torch.rand(4, 3, 32, 32), torch.Generator().manual_seed(0))
+    assert rgb.shape == (4, 3, 32, 32)
+    with pytest.raises(ValueError, match="frac_permuted=2"):
+        faraway.hein_noise(clean, torch.Generator(), frac_permuted=2)
+
+
+def test_pgd_stays_in_its_ball_and_the_box_and_raises_confidence():
+    torch.manual_seed(0)
+    model = create_model("small_cnn", (1, 28, 28), 10).eval()
+    start = faraway.hein_noise(torch.rand(16, 1, 28, 28), torch.Generator().manual_seed(0))
+    eps = 0.3
+    adv = faraway.confidence_pgd(model, start, eps, steps=10, generator=torch.Generator().manual_seed(0))
+    assert (adv - start).abs().max() <= eps + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    again = faraway.confidence_pgd(model, start, eps, steps=10, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(adv, again)
+    with torch.no_grad():
+        before = torch.log_softmax(model(start), 1).amax(1)
+        after = torch.log_softmax(model(adv), 1).amax(1)
+    assert (after >= before).float().mean() >= 0.9 and after.mean() > before.mean()
+    assert torch.equal(faraway.confidence_pgd(model, start, 0.0, steps=0), start)
+    assert model.training is False
+    with pytest.raises(ValueError, match="steps=-1"):
+        faraway.confidence_pgd(model, start, eps, steps=-1)
