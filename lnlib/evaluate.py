@@ -219,9 +219,8 @@ def ood_records(runs, score_list=("msp",), params=None, positive: str = "id", de
     for name in score_list:  # every name and parameter is checked before any run is touched
         scores.score_params(name, **params.get(name, {}))
     metrics.check_positive(positive)
-    rows = []
+    rows, names = [], [ID_TEST, *OOD_SETS]
     for run in runs:
-        names = [ID_TEST, *OOD_SETS]
         for name in score_list:
             by_set = score_sets(run, name, names, device, **params.get(name, {}))
             for ood_set, m in _ood_metrics(by_set, positive).items():

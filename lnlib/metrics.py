@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import log_softmax, softmax
 
+from lnlib import scores
+
 POSITIVES = ("id", "ood")
 
 
@@ -161,10 +163,7 @@ def ece(logits, labels, n_bins: int = ECE_BINS, temperature: float = 1.0) -> flo
 
 def mmc(logits) -> float:
     """Mean max confidence ``mean_i max_k softmax(f(x_i))_k`` (Hein et al., 2019). In [1/K, 1]."""
-    logits = np.asarray(logits, dtype=np.float64)
-    if logits.ndim != 2:
-        raise ValueError(f"logits must be (N, K), got shape {logits.shape}")
-    return float(softmax(logits, axis=1).max(axis=1).mean())
+    return float(scores.msp(logits).mean())
 
 
 def nll(logits, labels) -> float:
