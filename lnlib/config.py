@@ -20,12 +20,14 @@ from dataclasses import dataclass
 # Choices are listed here, once, so that validation messages, the CLI and the docs agree.
 MODELS = ("small_cnn", "wrn40_2", "resnet18", "mlp")
 LOSSES = ("ce", "logitnorm")
-OUTLIERS = (None,)  # CEDA / ACET arrive with the far-away chapter.
+OUTLIERS = (None, "ceda", "acet")  # Hein et al. 2019: low confidence on noise / on its most confident ball
 SCHEDULES = ("cosine", "multistep", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 # What `quick=True` shrinks to: small enough for CI and a lab laptop, big enough to be real training.
+OUTLIER_FIELDS = ("outlier_weight", "pgd_eps", "pgd_steps")  # used only with an outlier objective
+
 QUICK_TRAIN_SIZE = 10_000  # training images (a fixed random subset of the training split)
 QUICK_EVAL_SIZE = 1000  # ID test images and images per OOD set
 QUICK_MAX_EPOCHS = 3
@@ -44,7 +46,10 @@ class TrainConfig:
     model: str = "small_cnn"  # architecture (lnlib.models.MODELS)
     loss: str = "logitnorm"  # 'ce' or 'logitnorm'
     tau: float = 0.04  # LogitNorm temperature; ignored (and not hashed differently) for 'ce'
-    outlier: str | None = None  # outlier objective: None for now ('ceda', 'acet' later)
+    outlier: str | None = None  # None, 'ceda' (noise) or 'acet' (most confident point near noise)
+    outlier_weight: float = 1.0  # λ in mean loss(clean) + λ·mean max log softmax(noise); the paper uses 1
+    pgd_eps: float = 0.3  # ACET: l_inf radius around each noise image, in [0, 1] pixels (paper: 0.3)
+    pgd_steps: int = 5  # ACET: PGD steps per batch; the paper's 40 is the 'acet_paper' preset (8x the cost)
     dropout: float = 0.0  # dropout rate inside the model (WRN recipe: 0.3)
     # how it is learned
     epochs: int = 12
@@ -149,11 +154,16 @@ class TrainConfig:
         """First 8 hex digits of SHA-256 over the canonical JSON of the config.
 
         Stable across processes and machines (sorted keys, plain JSON types). ``tau`` is dropped for
-        cross-entropy runs, where it has no effect, so a CE run is shared whatever τ a notebook passes.
+        cross-entropy runs, where it has no effect, so a CE run is shared whatever τ a notebook passes;
+        likewise the outlier fields that a run does not use (all three without an outlier, the PGD ones for
+        CEDA), which also keeps the hashes of runs made before those fields existed.
         """
         d = self.to_dict()
         if d["loss"] == "ce":
             d["tau"] = None
+        unused = {None: OUTLIER_FIELDS, "ceda": OUTLIER_FIELDS[1:], "acet": ()}[self.outlier]
+        for key in unused:
+            del d[key]
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
@@ -202,6 +212,9 @@ class TrainConfig:
         choose("precision", PRECISIONS)
         choose("monitor_ood", tuple(OOD_SETS))
         check("tau", lambda v: is_real(v) and v > 0, "a positive number (the paper uses 0.04 for CIFAR-10)")
+        check("outlier_weight", lambda v: is_real(v) and v >= 0, "a number >= 0 (the paper uses 1)")
+        check("pgd_eps", lambda v: is_real(v) and 0 <= v <= 1, "a number in [0, 1] (pixels; the paper uses 0.3)")
+        check("pgd_steps", lambda v: is_int(v) and v >= 1, "an integer >= 1 (the paper uses 40)")
         check("dropout", lambda v: is_real(v) and 0 <= v < 1, "a number in [0, 1)")
         check("epochs", lambda v: is_int(v) and v >= 1, "an integer >= 1")
         check("batch_size", lambda v: is_int(v) and v >= 1, "an integer >= 1")
@@ -240,6 +253,9 @@ PRESETS: dict[str, dict] = {
     ),
 }
 PRESETS["cifar10_wrn_ce"] = {**PRESETS["cifar10_wrn_logitnorm"], "loss": "ce"}
+# ACET as in Hein et al.'s paper models (official README): 128 noise images per 128 clean ones, λ = 1, PGD with
+# 40 steps of ε/40 in an l_inf ball of ε = 0.3. On the book's default set and model, with cross-entropy.
+PRESETS["acet_paper"] = dict(loss="ce", outlier="acet", outlier_weight=1.0, pgd_eps=0.3, pgd_steps=40)
 
 
 def preset(name: str, **overrides) -> TrainConfig:

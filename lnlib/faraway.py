@@ -45,14 +45,16 @@ def _logits(model64: nn.Module, z: torch.Tensor, batch_size: int) -> torch.Tenso
     return torch.cat([model64(chunk) for chunk in z.split(batch_size)])
 
 
-def alpha_curve(model: nn.Module, x: torch.Tensor, alphas=ALPHAS, batch_size: int = 500) -> np.ndarray:
-    """``log max_k softmax(f(αx))_k`` for every input and every α: ``(N, A)`` float64.
+def alpha_curve(model: nn.Module, x: torch.Tensor, alphas=ALPHAS, batch_size: int = 500,
+                score=scores.log_msp) -> np.ndarray:
+    """``score(f(αx))`` for every input and every α: ``(N, A)`` float64; by default ``log max_k softmax``.
 
-    ``x`` ``(N, ...)``; ``alphas`` ``(A,)``. The log form (:func:`lnlib.scores.log_msp`) keeps confidences
-    like 1 − 1e-40 apart; ``exp`` of it is the confidence.
+    ``x`` ``(N, ...)``; ``alphas`` ``(A,)``; ``score`` maps logits ``(N, K)`` to ``(N,)``, e.g.
+    ``lambda f: scores.log_normalized_confidence(f, tau)``. The log form (:func:`lnlib.scores.log_msp`)
+    keeps confidences like 1 − 1e-40 apart; ``exp`` of it is the confidence.
     """
     model64, x = float64_model(model), x.to(torch.float64)
-    return np.stack([scores.log_msp(_logits(model64, float(a) * x, batch_size)) for a in alphas], axis=1)
+    return np.stack([score(_logits(model64, float(a) * x, batch_size)) for a in alphas], axis=1)
 
 
 def alpha_threshold(log_confidence: np.ndarray, alphas=ALPHAS, level: float = 0.999) -> np.ndarray:
@@ -128,9 +130,14 @@ def ray_limit(model: nn.Module, x: torch.Tensor, alphas=ALPHAS, batch_size: int 
     """
     model64, x = float64_model(model), x.to(torch.float64)
     alphas = np.asarray(alphas, dtype=float)
-    patterns = [activation_pattern(model64, float(a) * x) for a in alphas]
-    changed = np.stack([(p != q).any(dim=1).numpy() for p, q in zip(patterns[:-1], patterns[1:], strict=True)],
-                       axis=1)  # (N, A-1): did the pattern change between alphas[j] and alphas[j+1]?
+    changed = np.zeros((len(x), len(alphas) - 1), dtype=bool)  # did the pattern change from alphas[j] to [j+1]?
+    for start in range(0, len(x), batch_size):  # patterns are large (one entry per unit): a chunk at a time
+        chunk = x[start:start + batch_size]
+        previous = activation_pattern(model64, alphas[0] * chunk)
+        for j, a in enumerate(alphas[1:]):
+            current = activation_pattern(model64, a * chunk)
+            changed[start:start + len(chunk), j] = (current != previous).any(dim=1).numpy()
+            previous = current
     last_change = np.where(changed.any(axis=1), changed.shape[1] - np.argmax(changed[:, ::-1], axis=1), 0)
     alpha_final = alphas[last_change]
     # In the final region f(αx) = α·slope + offset exactly, so two points of it give both: α_f and 2α_f,
@@ -146,6 +153,45 @@ def ray_limit(model: nn.Module, x: torch.Tensor, alphas=ALPHAS, batch_size: int 
     limit = np.where(gap > 1e-9 * np.abs(ordered[:, -1]), 0.0, scores.log_msp(tied_offsets))
     return RayLimit(alpha_final=alpha_final, pattern_changes=changed.sum(axis=1), slope=slope,
                     offset=offset, limit_class=slope.argmax(axis=1), slope_gap=gap, limit_log_confidence=limit)
+
+
+class Normalize(nn.Module):
+    """``(u − mean) / std`` per channel: an affine first layer, so ``Normalize → model`` is still piecewise affine."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, u):
+        return (u - self.mean) / self.std
+
+
+def pixel_model(model: nn.Module, mean, std) -> nn.Module:
+    """``model`` taking [0, 1] pixels ``u`` instead of normalised images, so that ``α·u`` scales the image,
+    as in Hein et al.'s Table 2 (their models take [0, 1] inputs without normalisation)."""
+    return nn.Sequential(Normalize(mean, std), model).eval()
+
+
+def alpha_scaling_table(model: nn.Module, u: torch.Tensor, alphas=ALPHAS, level: float = 0.999,
+                        clipped_level: float = 0.95, batch_size: int = 500) -> dict[str, float]:
+    """Hein et al.'s Table 2 for one model taking pixels (:func:`pixel_model`); ``u`` (N, C, H, W) in [0, 1].
+
+    - ``median_alpha``: median over inputs of the smallest grid α with ``max softmax(f(αu)) ≥ level``
+      (``inf`` when half the rays never get there within the grid);
+    - ``reached``: the share of rays that get there;
+    - ``clipped_overconfident``: the share with confidence > ``clipped_level`` on ``clip(α*·u, 0, 1)``, the
+      ray's point at that α (the last grid α for rays that never get there) projected back onto the image
+      box. The paper's caption says "projecting back the α-rescaled uniform noise images"; which α it used
+      is our reading.
+    """
+    alphas = np.asarray(alphas, dtype=float)
+    threshold = alpha_threshold(alpha_curve(model, u, alphas, batch_size), alphas, level)
+    at = np.where(np.isfinite(threshold), threshold, alphas[-1])
+    clipped = (torch.from_numpy(at).view(-1, *[1] * (u.ndim - 1)) * u.double()).clamp(0, 1)
+    confidence = scores.msp(_logits(float64_model(model), clipped, batch_size))
+    return {"median_alpha": float(np.median(threshold)), "reached": float(np.isfinite(threshold).mean()),
+            "clipped_overconfident": float((confidence > clipped_level).mean())}
 
 
 # ------------------------------------------------------------------------------------- noise and PGD
@@ -166,11 +212,12 @@ def hein_noise(clean: torch.Tensor, generator: torch.Generator, frac_permuted: f
     n, c, h, w = clean.shape
     device, dtype = clean.device, clean.dtype
     n_perm = round(frac_permuted * n)
-    perms = torch.argsort(torch.rand(n_perm, h * w, generator=generator), dim=1).to(device)
+    draw = dict(generator=generator, device=generator.device)  # a CUDA generator draws on the GPU
+    perms = torch.argsort(torch.rand(n_perm, h * w, **draw), dim=1).to(device)
     permuted = torch.gather(clean[:n_perm].flatten(2), 2, perms[:, None, :].expand(-1, c, -1)).view(n_perm, c, h, w)
-    uniform = torch.rand(n - n_perm, c, h, w, generator=generator).to(device, dtype)
+    uniform = torch.rand(n - n_perm, c, h, w, **draw).to(device, dtype)
     noise = torch.cat([permuted, uniform])
-    sigma = torch.empty(n).uniform_(*SIGMA_RANGE, generator=generator).to(device, dtype)
+    sigma = torch.empty(n, device=generator.device).uniform_(*SIGMA_RANGE, generator=generator).to(device, dtype)
     offsets = torch.arange(-BLUR_RADIUS, BLUR_RADIUS + 1, device=device, dtype=dtype)
     kernel = torch.exp(-0.5 * (offsets[None] / sigma[:, None]) ** 2)
     kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, dim=0)  # (N*C, 15), one per channel
@@ -182,11 +229,13 @@ def hein_noise(clean: torch.Tensor, generator: torch.Generator, frac_permuted: f
 
 
 def confidence_pgd(model: nn.Module, start: torch.Tensor, eps: float, steps: int, to_input=None,
-                   step_size: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The most confident point near ``start``: ℓ∞ PGD maximising ``log max_k softmax(f(u))_k``.
+                   step_size: float | None = None, generator: torch.Generator | None = None,
+                   head=None) -> torch.Tensor:
+    """The most confident point near ``start``: ℓ∞ PGD maximising ``log max_k softmax(head(f(u)))_k``.
 
     ``u`` stays in the ball ``‖u − start‖∞ ≤ eps`` intersected with the pixel box [0, 1]^d; ``to_input`` maps
-    pixels to what the model takes (e.g. normalisation). As in the official ACET code: a random start
+    pixels to what the model takes (e.g. normalisation); ``head`` maps the logits to those whose confidence
+    counts (default: the logits; :func:`lnlib.losses.confidence_logits`). As in the official ACET code: a random start
     ``start + s·U[−eps, eps]^d`` with one ``s ~ U[0, 1]`` per example, sign-gradient steps of
     ``step_size`` (default ``eps / steps``), projection onto the box then the ball, batch norm in eval mode,
     and the best iterate per example is returned.
@@ -194,19 +243,21 @@ def confidence_pgd(model: nn.Module, start: torch.Tensor, eps: float, steps: int
     if not eps >= 0 or not (isinstance(steps, int) and steps >= 0):
         raise ValueError(f"eps={eps!r} must be >= 0 and steps={steps!r} an integer >= 0")
     to_input = to_input or (lambda u: u)
+    head = head or (lambda logits: logits)
     step_size = eps / max(steps, 1) if step_size is None else step_size
     was_training = model.training
     model.eval()
 
     def confidence(u):
-        return torch.log_softmax(model(to_input(u)).float(), dim=1).amax(dim=1)
+        return torch.log_softmax(head(model(to_input(u))).float(), dim=1).amax(dim=1)
 
     def project(u):
         return torch.minimum(torch.maximum(u.clamp(0, 1), start - eps), start + eps)
 
     shape = (len(start), *[1] * (start.ndim - 1))
-    scale = torch.rand(shape, generator=generator).to(start)
-    u = project(start + scale * eps * (2 * torch.rand(start.shape, generator=generator).to(start) - 1))
+    draw = dict(generator=generator, device=generator.device if generator else start.device)
+    scale = torch.rand(shape, **draw).to(start)
+    u = project(start + scale * eps * (2 * torch.rand(start.shape, **draw).to(start) - 1))
     with torch.no_grad():
         best, best_conf = u.clone(), confidence(u)
     for _ in range(steps):

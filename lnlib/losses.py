@@ -102,6 +102,27 @@ class LogitNormLoss(nn.Module):
         return f"tau={self.tau}"
 
 
+def max_log_confidence(logits: torch.Tensor) -> torch.Tensor:
+    """Hein et al.'s out-distribution loss, averaged: ``mean_j max_k log softmax(f(z_j))_k``. (N, K) -> scalar.
+
+    Added with weight λ on noise images by CEDA and ACET (Hein, Andriushchenko & Bitterwolf, CVPR 2019,
+    Sec. 4; official code ``--loss=max_conf``). Its minimum, ``−log K``, is the uniform prediction.
+    """
+    return torch.log_softmax(logits.float(), dim=1).amax(dim=1).mean()
+
+
+def confidence_logits(cfg):
+    """The logits whose softmax a config's loss trains, as a map from the raw logits: the identity for
+    cross-entropy, ``f / (τ‖f‖)`` for LogitNorm.
+
+    The outlier penalty and the ACET attack act on these, so "LogitNorm + ACET" lowers the confidence that
+    LogitNorm trains. Both views reach the penalty's minimum at the same place: all logits equal.
+    """
+    if cfg.loss == "logitnorm":
+        return lambda logits: normalized_logits(logits, cfg.tau)
+    return lambda logits: logits.float()
+
+
 def make_loss(cfg):
     """The loss a :class:`~lnlib.config.TrainConfig` asks for: ``(logits, labels) -> scalar``."""
     if cfg.loss == "ce":

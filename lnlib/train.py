@@ -23,7 +23,8 @@ from tqdm import tqdm  # text bar, shown only on a terminal (tqdm.auto warns wit
 from lnlib.config import QUICK_EVAL_SIZE, QUICK_TRAIN_SIZE, TrainConfig
 from lnlib.data import ID_SETS, load_id, split_train_val, to_device
 from lnlib.evaluate import ID_TEST, compute_logits, evaluation_sets, ood_table, predict
-from lnlib.losses import make_loss
+from lnlib.faraway import confidence_pgd, hein_noise
+from lnlib.losses import confidence_logits, make_loss, max_log_confidence
 from lnlib.metrics import accuracy
 from lnlib.models import build_model
 from lnlib.runs import Run, atomic_torch_save, atomic_write_json, environment
@@ -80,10 +81,27 @@ def logit_stats(logits: torch.Tensor, prefix: str) -> dict[str, float]:
             f"{prefix}_msp_mean": msp.mean().item()}
 
 
+def outlier_batch(cfg: TrainConfig, model, x, mean, std, head, generator, autocast=nullcontext) -> torch.Tensor:
+    """The noise half of a CEDA/ACET batch, normalised like ``x`` (N, C, H, W).
+
+    CEDA: :func:`~lnlib.faraway.hein_noise` made from the (augmented) clean batch ``x``. ACET: from there,
+    ``cfg.pgd_steps`` steps of :func:`~lnlib.faraway.confidence_pgd` towards the most confident point within
+    ``cfg.pgd_eps`` (in pixels), batch norm in eval mode during the attack, as in the official code.
+    """
+    noise = hein_noise(x * std + mean, generator)
+    if cfg.outlier == "acet":
+        with autocast():
+            noise = confidence_pgd(model, noise, cfg.pgd_eps, cfg.pgd_steps, to_input=lambda u: (u - mean) / std,
+                                   generator=generator, head=head)
+    return (noise - mean) / std
+
+
 def _start_run_folder(cfg: TrainConfig, run: Run, device: torch.device) -> None:
     run.path.mkdir(parents=True, exist_ok=True)
     config_file = run.path / "config.json"
-    if config_file.exists() and json.loads(config_file.read_text()) != cfg.to_dict():
+    # Compared by hash: fields the run does not use (τ of a CE run, fields added later) may differ.
+    if config_file.exists() and TrainConfig.from_dict(json.loads(config_file.read_text())).content_hash() != \
+            cfg.content_hash():
         raise ValueError(f"{run.path} holds a run of a different config; refusing to mix them")
     atomic_write_json(cfg.to_dict(), config_file)
     (run.path / "metrics.json").unlink(missing_ok=True)  # a run being (re)trained is not complete
@@ -116,6 +134,8 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
     test_x, test_y = to_device(test.images, spec, device), test.labels.to(device)
     ood_x = to_device(ood.images, spec, device)
     fill = to_device(torch.zeros(1, *spec.shape, dtype=torch.uint8), spec, device)[0, :, 0, 0]
+    mean = torch.tensor(spec.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, device=device).view(1, -1, 1, 1)
     pad = 4 if spec.shape[1] >= 32 else 2
 
     # ---- model, optimizer, loss
@@ -123,6 +143,7 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                 weight_decay=cfg.weight_decay, fused=device.type == "cuda")
     loss_fn = make_loss(cfg)
+    outlier_head = confidence_logits(cfg)  # CEDA/ACET penalise the confidence the loss trains
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
     forward = torch.compile(model) if cfg.compile else model
@@ -154,18 +175,22 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
             x, y = train_x[idx], train_y[idx]
             if cfg.augment:
                 x = augment(x, pad, fill, generator)
+            if cfg.outlier:  # Hein et al.: as many noise images as clean ones, made from this very batch
+                x = torch.cat([x, outlier_batch(cfg, model, x, mean, std, outlier_head, generator, autocast)])
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(epoch * steps + i, cfg, steps)
             with autocast():
                 logits = forward(x)
-            loss = loss_fn(logits, y)  # losses compute in float32
+            loss = loss_fn(logits[:len(y)], y)  # losses compute in float32
+            if cfg.outlier:
+                loss = loss + cfg.outlier_weight * max_log_confidence(outlier_head(logits[len(y):]))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             loss_sum += loss.detach()  # no .item() in the hot path: no host sync per step
-            correct += (logits.argmax(1) == y).sum()
+            correct += (logits[:len(y)].argmax(1) == y).sum()
         train_time += time.perf_counter() - t0
 
         # ---- per-epoch measurements, eval mode, full test set

@@ -36,6 +36,10 @@ def test_paper_preset_is_the_logitnorm_cifar10_recipe():
     ("monitor_ood", "cifar10", ["monitor_ood", "textures"]),
     ("milestones", (5, 3), ["milestones", "increasing"]),
     ("tau", float("nan"), ["tau"]),
+    ("outlier", "oe", ["outlier", "'oe'", "'ceda'", "'acet'"]),
+    ("pgd_eps", 2, ["pgd_eps", "[0, 1]"]),
+    ("pgd_steps", 0, ["pgd_steps", ">= 1"]),
+    ("outlier_weight", -1, ["outlier_weight", ">= 0"]),
 ])
 def test_bad_values_name_key_value_and_choices(key, value, expected_in_message):
     with pytest.raises(ValueError) as err:
@@ -78,6 +82,19 @@ def test_hash_is_stable_across_processes_and_sensitive_to_fields():
     # tau does nothing under cross-entropy, so CE runs are shared whatever tau says
     ce = cfg.replace(loss="ce")
     assert ce.replace(tau=0.5).content_hash() == ce.content_hash()
+
+
+def test_outlier_fields_change_the_hash_only_where_they_are_used():
+    base = TrainConfig(loss="ce")
+    # without an outlier objective they do nothing: hashes of runs from before these fields existed still hold
+    assert base.replace(pgd_steps=40, pgd_eps=0.1, outlier_weight=2.0).content_hash() == base.content_hash()
+    ceda = base.replace(outlier="ceda")
+    assert ceda.content_hash() != base.content_hash()
+    assert ceda.replace(pgd_steps=40).content_hash() == ceda.content_hash()
+    assert ceda.replace(outlier_weight=0.5).content_hash() != ceda.content_hash()
+    acet = base.replace(outlier="acet")
+    assert acet.replace(pgd_steps=40).content_hash() != acet.content_hash()
+    assert preset("acet_paper").pgd_steps == 40 and acet.slug().endswith("-ce-acet-s0")
 
 
 def test_round_trip_through_json():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lnlib import faraway, scores
+from lnlib import faraway, scores, toy2d
 from lnlib.models import create_model
 
 
@@ -110,3 +110,79 @@ def test_pgd_stays_in_its_ball_and_the_box_and_raises_confidence():
     assert model.training is False
     with pytest.raises(ValueError, match="steps=-1"):
         faraway.confidence_pgd(model, start, eps, steps=-1)
+
+
+def test_ray_limit_does_not_depend_on_the_chunk_size():
+    model = _mlp(4, d=3, k=3)
+    x = torch.randn(25, 3, generator=torch.Generator().manual_seed(2))
+    whole, chunked = faraway.ray_limit(model, x, batch_size=100), faraway.ray_limit(model, x, batch_size=7)
+    assert (whole.alpha_final == chunked.alpha_final).all()
+    assert (whole.pattern_changes == chunked.pattern_changes).all() and np.allclose(whole.slope, chunked.slope)
+
+
+def test_alpha_scaling_table_matches_its_definition_on_a_pixel_cnn():
+    torch.manual_seed(0)
+    model = faraway.pixel_model(create_model("small_cnn", (1, 12, 12), 4), mean=(0.3,), std=(0.2,))
+    u = torch.rand(30, 1, 12, 12, generator=torch.Generator().manual_seed(0))
+    alphas = 2.0 ** np.arange(0, 40)
+    table = faraway.alpha_scaling_table(model, u, alphas)
+    threshold = faraway.alpha_threshold(faraway.alpha_curve(model, u, alphas), alphas, 0.999)
+    assert table["median_alpha"] == np.median(threshold) and table["reached"] == np.isfinite(threshold).mean()
+    at = np.where(np.isfinite(threshold), threshold, alphas[-1])
+    with torch.no_grad():
+        direct = [scores.msp(model(torch.clamp(float(a) * u[i:i + 1], 0, 1)))[0] for i, a in enumerate(at)]
+    assert table["clipped_overconfident"] == pytest.approx(np.mean(np.array(direct) > 0.95))
+    with torch.no_grad():  # the pixel model is the model after (u - mean) / std
+        assert torch.allclose(model(u), model[1]((u - 0.3) / 0.2), atol=1e-5)
+
+
+def test_normalised_confidence_along_a_ray_tends_to_that_of_the_slope():
+    """The bridge to LogitNorm: f(αx)/‖f(αx)‖ -> Vx/‖Vx‖, so the normalised confidence has a limit below 1."""
+    model = _mlp(5, d=4, k=5)
+    x = torch.randn(40, 4, generator=torch.Generator().manual_seed(3))
+    limit = faraway.ray_limit(model, x)
+    tau = 0.3
+    curve = faraway.alpha_curve(model, x, [1e12], score=lambda f: scores.log_normalized_confidence(f, tau))
+    assert np.allclose(np.exp(curve[:, 0]), scores.normalized_confidence(limit.slope, tau), atol=1e-8)
+    assert (np.exp(curve[:, 0]) < 1 - 1e-3).all()
+
+
+# ------------------------------------------------------------------------------------------- the 2-D toy
+def test_two_moons_are_in_the_unit_square_and_deterministic():
+    x, y = toy2d.two_moons(200, seed=1)
+    again, _ = toy2d.two_moons(200, seed=1)
+    assert x.shape == (200, 2) and torch.equal(x, again) and set(y.tolist()) == {0, 1}
+    assert x.min() == 0 and x.max() == 1
+
+
+def test_the_network_is_one_affine_map_on_each_region_of_the_region_map():
+    model = _mlp(6, d=2, k=3)
+    axis, ids = toy2d.region_map(model, (-3, 3), resolution=60)
+    _, points = toy2d.grid((-3, 3), resolution=60)
+    with torch.no_grad():
+        logits = faraway.float64_model(model)(points).numpy()
+    ids = ids.ravel()
+    assert ids[0] == 0 and len(np.unique(ids)) > 5
+    for region in np.argsort(np.bincount(ids))[-5:]:  # the five largest regions: exactly affine on each
+        inside = ids == region
+        design = np.c_[points.numpy()[inside], np.ones(inside.sum())]
+        fit, *_ = np.linalg.lstsq(design, logits[inside], rcond=None)
+        assert np.abs(design @ fit - logits[inside]).max() < 1e-8
+    design = np.c_[points.numpy(), np.ones(len(ids))]  # ... and not one affine map on the whole box
+    fit, *_ = np.linalg.lstsq(design, logits, rcond=None)
+    assert np.abs(design @ fit - logits).max() > 1e-3
+
+
+def test_ceda_lowers_confidence_on_noise_in_the_toy():
+    x, y = toy2d.two_moons(400)
+    ce, ceda = (toy2d.train_toy(x, y, method, iterations=150, noise_size=400) for method in ("ce", "ceda"))
+    assert (ce(x).argmax(1) == y).float().mean() > 0.95 and (ceda(x).argmax(1) == y).float().mean() > 0.95
+    _, conf_ce = toy2d.confidence_map(ce, (0, 1), 40)
+    _, conf_ceda = toy2d.confidence_map(ceda, (0, 1), 40)
+    assert conf_ceda.mean() < conf_ce.mean() - 0.1
+    _, far = toy2d.confidence_map(ceda, (-500, 500), 40)  # ... but not far away (Theorem 3.1)
+    assert np.median(far) > 0.99
+    _, normalised = toy2d.confidence_map(ce, (0, 1), 40, tau=0.5)
+    assert (normalised >= 0.5 - 1e-12).all() and (normalised < 1).all()
+    with pytest.raises(ValueError, match="method='oe'"):
+        toy2d.train_toy(x, y, "oe")

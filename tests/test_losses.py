@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lnlib import losses
 from lnlib.losses import (
     LOGIT_NORM_EPS,
     LogitNormLoss,
@@ -83,3 +84,21 @@ def test_module_wrapper_and_bad_tau(batch):
     assert torch.equal(LogitNormLoss(0.5)(logits, labels), logit_norm_loss(logits, labels, 0.5))
     with pytest.raises(ValueError, match="tau"):
         LogitNormLoss(0.0)
+
+
+def test_max_log_confidence_is_minimal_at_the_uniform_prediction():
+    k = 10
+    assert torch.isclose(losses.max_log_confidence(torch.zeros(4, k)), torch.tensor(-math.log(k)))
+    logits = torch.randn(64, k)
+    assert losses.max_log_confidence(logits) > -math.log(k)
+    assert torch.isclose(losses.max_log_confidence(logits),
+                         torch.log_softmax(logits, 1).max(1).values.mean())
+
+
+def test_confidence_logits_is_what_each_loss_trains():
+    from lnlib import TrainConfig
+
+    logits = torch.randn(8, 10)
+    assert torch.equal(losses.confidence_logits(TrainConfig(loss="ce"))(logits), logits)
+    normalised = losses.confidence_logits(TrainConfig(loss="logitnorm", tau=0.1))(logits)
+    assert torch.allclose(normalised.norm(dim=1), torch.full((8,), 10.0), rtol=1e-5)

@@ -129,3 +129,38 @@ def test_cli_config_prints_hash_and_folder(runs_root):
                          text=True, check=True)
     cfg = TrainConfig(loss="ce")
     assert cfg.content_hash() in out.stdout and str(runs_root) in out.stdout
+
+
+def test_outlier_batch_stays_in_the_ball_and_the_box():
+    from lnlib.data import ID_SETS
+    from lnlib.losses import confidence_logits
+    from lnlib.models import build_model
+    from lnlib.train import outlier_batch
+
+    cfg = TrainConfig(outlier="acet", pgd_eps=0.1, pgd_steps=3, loss="logitnorm")
+    spec = ID_SETS[cfg.dataset]
+    mean, std = torch.tensor(spec.mean).view(1, -1, 1, 1), torch.tensor(spec.std).view(1, -1, 1, 1)
+    x = (torch.rand(16, *spec.shape, generator=torch.Generator().manual_seed(0)) - mean) / std
+    model = build_model(cfg).train()
+    head = confidence_logits(cfg)
+    acet = outlier_batch(cfg, model, x, mean, std, head, torch.Generator().manual_seed(1))
+    ceda = outlier_batch(cfg.replace(outlier="ceda"), model, x, mean, std, head, torch.Generator().manual_seed(1))
+    assert model.training  # the attack puts batch norm in eval mode and back
+    pixels, noise = acet * std + mean, ceda * std + mean
+    assert pixels.min() >= -1e-6 and pixels.max() <= 1 + 1e-6
+    assert (pixels - noise).abs().max() <= 0.1 + 1e-5  # the same noise draw, moved within pgd_eps
+    assert (pixels - noise).abs().max() > 0.05
+
+
+@pytest.mark.slow
+def test_logitnorm_plus_acet_trains_and_lowers_confidence_on_noise(runs_root, fashion_mnist_available):
+    from lnlib.evaluate import logits
+    from lnlib.scores import msp
+
+    plain = load_or_train(tiny_cfg(epochs=1, loss="logitnorm"))
+    acet = load_or_train(tiny_cfg(epochs=1, loss="logitnorm", outlier="acet", pgd_steps=1))
+    assert acet.path.name.endswith(acet.config.content_hash()) and "-acet-" in acet.path.name
+    assert acet.metrics["test_acc"] > 0.5
+    noise = {name: msp(logits(run, ["blurred_noise"])["blurred_noise"].logits).mean()
+             for name, run in (("plain", plain), ("acet", acet))}
+    assert noise["acet"] < noise["plain"] - 0.1, noise  # trained towards 1/K on this kind of noise
