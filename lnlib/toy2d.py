@@ -81,7 +81,8 @@ def confidence_map(model: torch.nn.Module, box: tuple[float, float], resolution:
     return axis, values.reshape(resolution, resolution)
 
 
-def region_map(model: torch.nn.Module, box: tuple[float, float], resolution: int = 200) -> tuple[np.ndarray, np.ndarray]:
+def region_map(model: torch.nn.Module, box: tuple[float, float],
+               resolution: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """Which linear region of the network each grid point is in: (axis (R,), region id (R, R) int).
 
     Ids number the distinct ReLU activation patterns (:func:`lnlib.faraway.activation_pattern`) in order of
