@@ -26,6 +26,15 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 # What `quick=True` shrinks to: small enough for CI and a lab laptop, big enough to be real training.
+# Training methods of the far-away chapter: a loss, optionally with an outlier objective, by one name.
+METHODS = {
+    "ce": {"loss": "ce", "outlier": None},
+    "logitnorm": {"loss": "logitnorm", "outlier": None},
+    "ceda": {"loss": "ce", "outlier": "ceda"},
+    "acet": {"loss": "ce", "outlier": "acet"},
+    "logitnorm+ceda": {"loss": "logitnorm", "outlier": "ceda"},
+    "logitnorm+acet": {"loss": "logitnorm", "outlier": "acet"},
+}
 OUTLIER_FIELDS = ("outlier_weight", "pgd_eps", "pgd_steps")  # used only with an outlier objective
 
 QUICK_TRAIN_SIZE = 10_000  # training images (a fixed random subset of the training split)
@@ -143,6 +152,21 @@ class TrainConfig:
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
             raise ValueError(f"seeds={seeds!r} must be a positive integer (the number of seeds per loss)")
         return self.grid(loss=LOSSES, seed=range(seeds))
+
+    def method_comparison(self, methods) -> list[TrainConfig]:
+        """This config under each training method of :data:`METHODS` (``'ce'``, ``'logitnorm'``, ``'ceda'``,
+        ``'acet'``, ``'logitnorm+ceda'``, ``'logitnorm+acet'``), in the order given."""
+        methods = [methods] if isinstance(methods, str) else list(methods)
+        bad = [m for m in methods if m not in METHODS]
+        if bad or not methods:
+            raise ValueError(f"methods={methods!r}: choose one or more of {list(METHODS)}")
+        return [self.replace(**METHODS[m]) for m in methods]
+
+    @property
+    def method(self) -> str:
+        """The name of this config's loss + outlier objective in :data:`METHODS`."""
+        return next(name for name, fields in METHODS.items()
+                    if (self.loss, self.outlier) == (fields["loss"], fields["outlier"]))
 
     # ------------------------------------------------------------------ identity
     def to_dict(self) -> dict:

@@ -199,17 +199,18 @@ def split_by_correctness(run: Run, values_fn, device="cpu") -> dict[str, np.ndar
 
 
 # --------------------------------------------------------------------------------- tidy result records
-def _run_columns(run: Run) -> dict:
+def run_columns(run: Run) -> dict:
+    """The columns that identify a run in every record frame: loss, method, tau (NaN for CE), seed, run."""
     cfg = run.config
-    return {"loss": cfg.loss, "tau": cfg.tau if cfg.loss == "logitnorm" else np.nan, "seed": cfg.seed,
-            "run": run.path.name}
+    return {"loss": cfg.loss, "method": cfg.method, "tau": cfg.tau if cfg.loss == "logitnorm" else np.nan,
+            "seed": cfg.seed, "run": run.path.name}
 
 
 def ood_records(runs, score_list=("msp",), params=None, positive: str = "id", device="cpu") -> pd.DataFrame:
     """One row per (run, score, OOD set, metric): the raw numbers behind every OOD table.
 
     ``params``: ``{score: {param: value}}`` overriding :data:`lnlib.scores.SCORES` defaults. Columns:
-    ``loss, tau, seed, run, score, ood_set, n_id, n_ood, metric, value`` with ``value`` a fraction in
+    ``loss, method, tau, seed, run, score, ood_set, n_id, n_ood, metric, value`` with ``value`` a fraction in
     [0, 1]; metrics ``fpr95`` (under ``positive``'s convention), ``auroc``, ``aupr_in``, ``aupr_out``.
     """
     params = params or {}
@@ -225,21 +226,21 @@ def ood_records(runs, score_list=("msp",), params=None, positive: str = "id", de
             by_set = score_sets(run, name, names, device, **params.get(name, {}))
             for ood_set, m in _ood_metrics(by_set, positive).items():
                 sizes = {"n_id": len(by_set[ID_TEST]), "n_ood": len(by_set[ood_set])}
-                rows += [{**_run_columns(run), "score": name, "ood_set": ood_set, **sizes, "metric": k, "value": v}
+                rows += [{**run_columns(run), "score": name, "ood_set": ood_set, **sizes, "metric": k, "value": v}
                          for k, v in m.items()]
     return pd.DataFrame(rows)
 
 
 def accuracy_records(runs) -> pd.DataFrame:
-    """One row per run: ``loss, tau, seed, run, metric='accuracy', value`` (ID test accuracy, a fraction)."""
-    return pd.DataFrame([{**_run_columns(run), "metric": "accuracy", "value": run.metrics["test_acc"]}
+    """One row per run: ``loss, method, tau, seed, run, metric='accuracy', value`` (ID test accuracy, a fraction)."""
+    return pd.DataFrame([{**run_columns(run), "metric": "accuracy", "value": run.metrics["test_acc"]}
                          for run in runs])
 
 
 def calibration_records(runs, device="cpu") -> pd.DataFrame:
     """Temperature scaling per run: T fitted on the validation split, the test set measured before and after.
 
-    Columns ``loss, tau, seed, run, metric, stage, value``: metric in ece, nll, mmc, accuracy (fractions;
+    Columns ``loss, method, tau, seed, run, metric, stage, value``: metric in ece, nll, mmc, accuracy (fractions;
     NLL in nats) with stage ``before`` (T = 1) or ``after`` (the fitted T), and ``temperature`` (stage
     ``after``: the fitted T).
     """
@@ -249,6 +250,6 @@ def calibration_records(runs, device="cpu") -> pd.DataFrame:
         fitted = calibration.fit_temperature(out[ID_VAL].logits, out[ID_VAL].labels)
         for stage, t in (("before", 1.0), ("after", fitted)):
             report = calibration.calibration_report(out[ID_TEST].logits, out[ID_TEST].labels, t)
-            rows += [{**_run_columns(run), "metric": k, "stage": stage, "value": v} for k, v in report.items()]
-        rows.append({**_run_columns(run), "metric": "temperature", "stage": "after", "value": fitted})
+            rows += [{**run_columns(run), "metric": k, "stage": stage, "value": v} for k, v in report.items()]
+        rows.append({**run_columns(run), "metric": "temperature", "stage": "after", "value": fitted})
     return pd.DataFrame(rows)

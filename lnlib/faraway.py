@@ -70,7 +70,6 @@ def alpha_threshold(log_confidence: np.ndarray, alphas=ALPHAS, level: float = 0.
     return np.where(reached.any(axis=1), np.asarray(alphas, dtype=float)[first], np.inf)
 
 
-@torch.no_grad()
 def activation_pattern(model: nn.Module, z: torch.Tensor) -> torch.Tensor:
     """The linear region ``z`` lies in, as one integer row per input: ``(N, P)`` int64.
 
@@ -79,6 +78,11 @@ def activation_pattern(model: nn.Module, z: torch.Tensor) -> torch.Tensor:
     (``F.relu``) are invisible to hooks, so this works for ``mlp`` and ``small_cnn``, not for the residual
     networks.
     """
+    return _pattern_and_logits(model, z)[0]
+
+
+@torch.no_grad()
+def _pattern_and_logits(model: nn.Module, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     parts = []
 
     def on_relu(module, inputs, output):
@@ -96,12 +100,12 @@ def activation_pattern(model: nn.Module, z: torch.Tensor) -> torch.Tensor:
     try:
         was_training = model.training
         model.eval()
-        model(z)
+        logits = model(z)
         model.train(was_training)
     finally:
         for h in hooks:
             h.remove()
-    return torch.cat(parts, dim=1)
+    return torch.cat(parts, dim=1), logits
 
 
 @dataclass
@@ -115,6 +119,13 @@ class RayLimit:
     limit_class: np.ndarray  # (N,) argmax of the slope
     slope_gap: np.ndarray  # (N,) top slope minus the runner-up: > 0 means confidence -> 1
     limit_log_confidence: np.ndarray  # (N,) log max softmax as α -> ∞ (0 when the top slope is unique)
+    alphas: np.ndarray  # (A,) the grid
+    logits: np.ndarray  # (N, A, K) f(αx) at every α of the grid, float64
+
+    def curve(self, score=scores.log_msp) -> np.ndarray:
+        """``score`` of the logits along each ray: ``(N, A)``; as :func:`alpha_curve`, without new forward passes."""
+        n, a, k = self.logits.shape
+        return np.asarray(score(self.logits.reshape(n * a, k))).reshape(n, a)
 
 
 def ray_limit(model: nn.Module, x: torch.Tensor, alphas=ALPHAS, batch_size: int = 500) -> RayLimit:
@@ -131,13 +142,16 @@ def ray_limit(model: nn.Module, x: torch.Tensor, alphas=ALPHAS, batch_size: int 
     model64, x = float64_model(model), x.to(torch.float64)
     alphas = np.asarray(alphas, dtype=float)
     changed = np.zeros((len(x), len(alphas) - 1), dtype=bool)  # did the pattern change from alphas[j] to [j+1]?
+    along = []  # logits along the rays, one (n, A, K) block per chunk
     for start in range(0, len(x), batch_size):  # patterns are large (one entry per unit): a chunk at a time
-        chunk = x[start:start + batch_size]
-        previous = activation_pattern(model64, alphas[0] * chunk)
-        for j, a in enumerate(alphas[1:]):
-            current = activation_pattern(model64, a * chunk)
-            changed[start:start + len(chunk), j] = (current != previous).any(dim=1).numpy()
+        chunk, block, previous = x[start:start + batch_size], [], None
+        for j, a in enumerate(alphas):
+            current, logits = _pattern_and_logits(model64, a * chunk)
+            block.append(logits.numpy())
+            if previous is not None:
+                changed[start:start + len(chunk), j - 1] = (current != previous).any(dim=1).numpy()
             previous = current
+        along.append(np.stack(block, axis=1))
     last_change = np.where(changed.any(axis=1), changed.shape[1] - np.argmax(changed[:, ::-1], axis=1), 0)
     alpha_final = alphas[last_change]
     # In the final region f(αx) = α·slope + offset exactly, so two points of it give both: α_f and 2α_f,
@@ -152,7 +166,8 @@ def ray_limit(model: nn.Module, x: torch.Tensor, alphas=ALPHAS, batch_size: int 
     tied_offsets = np.where(tied, offset, -np.inf)  # on a tie the offsets decide among the tied classes
     limit = np.where(gap > 1e-9 * np.abs(ordered[:, -1]), 0.0, scores.log_msp(tied_offsets))
     return RayLimit(alpha_final=alpha_final, pattern_changes=changed.sum(axis=1), slope=slope,
-                    offset=offset, limit_class=slope.argmax(axis=1), slope_gap=gap, limit_log_confidence=limit)
+                    offset=offset, limit_class=slope.argmax(axis=1), slope_gap=gap, limit_log_confidence=limit,
+                    alphas=alphas, logits=np.concatenate(along))
 
 
 class Normalize(nn.Module):
@@ -174,7 +189,8 @@ def pixel_model(model: nn.Module, mean, std) -> nn.Module:
 
 
 def alpha_scaling_table(model: nn.Module, u: torch.Tensor, alphas=ALPHAS, level: float = 0.999,
-                        clipped_level: float = 0.95, batch_size: int = 500) -> dict[str, float]:
+                        clipped_level: float = 0.95, batch_size: int = 500,
+                        log_confidence: np.ndarray | None = None) -> dict[str, float]:
     """Hein et al.'s Table 2 for one model taking pixels (:func:`pixel_model`); ``u`` (N, C, H, W) in [0, 1].
 
     - ``median_alpha``: median over inputs of the smallest grid α with ``max softmax(f(αu)) ≥ level``
@@ -184,9 +200,13 @@ def alpha_scaling_table(model: nn.Module, u: torch.Tensor, alphas=ALPHAS, level:
       ray's point at that α (the last grid α for rays that never get there) projected back onto the image
       box. The paper's caption says "projecting back the α-rescaled uniform noise images"; which α it used
       is our reading.
+
+    ``log_confidence``: :func:`alpha_curve` of ``model`` and ``u`` on ``alphas`` if already computed.
     """
     alphas = np.asarray(alphas, dtype=float)
-    threshold = alpha_threshold(alpha_curve(model, u, alphas, batch_size), alphas, level)
+    if log_confidence is None:
+        log_confidence = alpha_curve(model, u, alphas, batch_size)
+    threshold = alpha_threshold(log_confidence, alphas, level)
     at = np.where(np.isfinite(threshold), threshold, alphas[-1])
     clipped = (torch.from_numpy(at).view(-1, *[1] * (u.ndim - 1)) * u.double()).clamp(0, 1)
     confidence = scores.msp(_logits(float64_model(model), clipped, batch_size))

@@ -1,7 +1,7 @@
 """What the papers claim, as far as it could be checked: numbers with their setting, source and status.
 
-Every entry comes from ``shared/reference/logitnorm.md``. The PDF of the LogitNorm paper could not be read
-when this was written, so **none of the paper's Table 1 numbers is here**: only what an abstract, the
+Every entry comes from ``shared/reference/logitnorm.md`` or ``hein.md``. The PDF of the LogitNorm paper could
+not be read when this was written, so **none of the paper's Table 1 numbers is here**: only what an abstract, the
 official repository or a GitHub thread states. ``status`` says which, and the book prints it beside every
 claim. Fill in the rest from the PDF (reference notes, section 5.5) and mark it verified.
 """
@@ -46,7 +46,29 @@ CLAIMS: tuple[Claim, ...] = (
           "official repo, snapshots/standard training log", VERIFIED),
     Claim("calibration", "ECE (15 bins, T = 1) of the released LogitNorm checkpoint", "1.43%",
           "CIFAR-10, WRN-40-2", "dwd-z/logitnorm_tool test.ipynb output (third party)", NOT_THE_PAPER),
+    Claim("far_away", "confidence along rays αx of a ReLU network tends to 1 (Theorem 3.1)",
+          "for almost every x, unless two logits share a slope in the final region", "any ReLU network with "
+          "a linear last layer", "Hein et al. 2019, theorem image in max-andr/relu_networks_overconfident",
+          VERIFIED),
 )
+
+# Hein et al. (CVPR 2019), Table 2, read off the image of it in the official repository (images/, commit
+# ce2d3a1; reference notes section 6.3): 10,000 uniform random images per model, scaled by α.
+# MNIST: LeNet with Adam; SVHN, CIFAR-10/100: a ResNet-20-sized pre-activation ResNet; 100 epochs; ACET with
+# 40 PGD steps in an l_inf ball of 0.3.
+HEIN_TABLE2 = {
+    # (training, in-distribution set): (median smallest α with 99.9% confidence, share > 95% after clipping)
+    ("plain", "MNIST"): (1.5, 0.987), ("plain", "SVHN"): (28.1, 0.999), ("plain", "CIFAR-10"): (8.1, 0.999),
+    ("plain", "CIFAR-100"): (9.9, 0.998), ("acet", "MNIST"): (3.0e15, 0.0), ("acet", "SVHN"): (49.8, 0.502),
+    ("acet", "CIFAR-10"): (45.3, 0.034), ("acet", "CIFAR-100"): (9.9, 0.0),
+}
+
+
+def hein_table2() -> pd.DataFrame:
+    """Hein et al.'s Table 2 (verified, see :data:`HEIN_TABLE2`): rows (training, set), two columns."""
+    index = pd.MultiIndex.from_tuples(HEIN_TABLE2, names=["training", "dataset"])
+    return pd.DataFrame(list(HEIN_TABLE2.values()), index=index,
+                        columns=["median_alpha", "clipped_overconfident"])
 
 
 def claims_frame(topic: str | None = None) -> pd.DataFrame:

@@ -228,6 +228,81 @@ def tau_ablation(stats, reference, metrics=("fpr95", "auroc", "accuracy"), theor
     return fig
 
 
+def confidence_maps(maps: dict, data=None, data_box=(0.0, 1.0), vmin: float = 0.5,
+                    title: str | None = None) -> plt.Figure:
+    """Heatmaps of confidence on square boxes: ``maps[row][column] = (axis (R,), values (R, R))``.
+
+    One colour scale (``vmin`` .. 1, e.g. 1/K .. 1) for every panel. ``data = (x (n, 2), y (n,))`` is drawn
+    where the data box fills the panel; on the wider boxes the data box is outlined instead.
+    """
+    rows, cols = list(maps), list(next(iter(maps.values())))
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(3.3 * len(cols) + 0.8, 3.0 * len(rows)),
+                             squeeze=False, layout="constrained")
+    for i, row in enumerate(rows):
+        for j, col in enumerate(cols):
+            ax = axes[i, j]
+            axis, values = maps[row][col]
+            image = ax.imshow(values, origin="lower", extent=(axis[0], axis[-1], axis[0], axis[-1]),
+                              vmin=vmin, vmax=1, cmap="viridis", interpolation="nearest")
+            width = axis[-1] - axis[0]
+            if data is not None and width < 3 * (data_box[1] - data_box[0]):
+                x, y = (np.asarray(a) for a in data)
+                for k in np.unique(y):
+                    ax.scatter(*x[y == k].T, s=1, color=PALETTE[3 + k % 4], alpha=0.6, linewidths=0)
+            else:
+                lo, hi = data_box
+                ax.add_patch(plt.Rectangle((lo, lo), hi - lo, hi - lo, fill=False, color="white", linewidth=1))
+            ax.grid(False)
+            ax.set_title(col if i == 0 else "", fontsize="medium")
+            if j == 0:
+                ax.set_ylabel(row)
+    fig.colorbar(image, ax=axes, shrink=0.6, label="confidence")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def region_maps(panels: dict, data=None, seed: int = 0, title: str | None = None) -> plt.Figure:
+    """Linear regions: ``panels[title] = (axis (R,), region ids (R, R))``, one random colour per region."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False, layout="constrained")
+    rng = np.random.default_rng(seed)
+    for ax, (name, (axis, ids)) in zip(axes[0], panels.items(), strict=True):
+        colors = rng.uniform(0.15, 0.95, size=(ids.max() + 1, 3))  # neighbours rarely look alike
+        ax.imshow(colors[ids], origin="lower", extent=(axis[0], axis[-1], axis[0], axis[-1]),
+                  interpolation="nearest")
+        if data is not None and axis[-1] - axis[0] < 3:
+            ax.scatter(*np.asarray(data[0]).T, s=1, color="black", alpha=0.5, linewidths=0)
+        ax.grid(False)
+        ax.set_title(f"{name}\n{len(np.unique(ids))} regions in view", fontsize="medium")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def alpha_curves(panels: dict, ylabel: str, reference: dict | None = None, yscale: str = "linear",
+                 title: str | None = None) -> plt.Figure:
+    """Values along rays ``α·x``: ``panels[title][method] = (alphas (A,), values (N, A))``.
+
+    Per method the median over the N rays (line) and its 10–90% quantile band, α on a log axis.
+    ``reference``: ``{label: y}`` horizontal lines drawn on every panel.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), squeeze=False, sharey=True,
+                             layout="constrained")
+    for ax, (name, curves) in zip(axes[0], panels.items(), strict=True):
+        for k, (method, (alphas, values)) in enumerate(curves.items()):
+            low, mid, high = np.quantile(values, [0.1, 0.5, 0.9], axis=0)
+            ax.plot(alphas, mid, color=PALETTE[k], label=method)
+            ax.fill_between(alphas, low, high, color=PALETTE[k], alpha=0.15, linewidth=0)
+        for j, (label, y) in enumerate((reference or {}).items()):
+            ax.axhline(y, color="grey", linestyle=(":", "--", "-.")[j % 3], label=label)
+        ax.set(xscale="log", yscale=yscale, xlabel="α (log scale)", title=name)
+    axes[0, 0].set_ylabel(ylabel)
+    axes[0, -1].legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
 def save(fig: plt.Figure, path_without_suffix: Path) -> None:
     """Save ``fig`` as PNG (150 dpi) and SVG next to each other (``<path>.png``, ``<path>.svg``).
 

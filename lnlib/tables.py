@@ -17,7 +17,8 @@ from lnlib.scores import SCORES
 
 LABELS = {"fpr95": "FPR95 ↓", "auroc": "AUROC ↑", "aupr_in": "AUPR-In ↑", "aupr_out": "AUPR-Out ↑",
           "accuracy": "Accuracy ↑", "ece": "ECE ↓", "nll": "NLL ↓", "mmc": "MMC", "temperature": "T",
-          "ce": "CE", "logitnorm": "LogitNorm"}
+          "ce": "CE", "logitnorm": "LogitNorm", "ceda": "CEDA", "acet": "ACET",
+          "logitnorm+ceda": "LogitNorm + CEDA", "logitnorm+acet": "LogitNorm + ACET"}
 LABELS.update({name: score.label for name, score in SCORES.items()})
 ARROWS = {k: LABELS[k] for k in ("fpr95", "auroc", "aupr_in", "aupr_out")}  # the OOD metrics, in order
 LOWER_IS_BETTER = {"fpr95", "ece", "nll"}
@@ -43,7 +44,7 @@ def style_percent(frame: pd.DataFrame, caption: str | None = None):
     return styler.set_caption(caption) if caption else styler
 
 
-RUN_KEYS = ("loss", "tau", "seed", "run", "score", "metric")  # what identifies one number apart from its set
+RUN_KEYS = ("loss", "method", "tau", "seed", "run", "score", "metric")  # what identifies one number apart from its set
 
 
 def with_average(records: pd.DataFrame, over: str = "ood_set", name: str = "average") -> pd.DataFrame:

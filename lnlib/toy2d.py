@@ -9,6 +9,10 @@ so a figure can zoom out from the data to 10× and 100× its size.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
 from sklearn.datasets import make_moons
@@ -17,6 +21,7 @@ from lnlib import scores
 from lnlib.faraway import activation_pattern, confidence_pgd, float64_model
 from lnlib.losses import cross_entropy, logit_norm_loss, max_log_confidence
 from lnlib.models import MLP
+from lnlib.runs import atomic_torch_save
 
 TOY_METHODS = ("ce", "logitnorm", "ceda", "acet")  # loss + outlier objective, as in the image chapters
 
@@ -58,6 +63,21 @@ def train_toy(x: torch.Tensor, y: torch.Tensor, method: str, tau: float = 0.04, 
         loss.backward()
         optimizer.step()
     return model.eval()
+
+
+def load_or_train_toy(folder, x: torch.Tensor, y: torch.Tensor, method: str, **params) -> MLP:
+    """:func:`train_toy`, cached in ``folder`` as ``toy-<method>-<hash>.pt``; the hash covers the data and
+    every parameter, so a change retrains."""
+    key = json.dumps({"method": method, **params}, sort_keys=True).encode() + x.numpy().tobytes() + y.numpy().tobytes()
+    path = Path(folder) / f"toy-{method}-{hashlib.sha256(key).hexdigest()[:8]}.pt"
+    if path.exists():
+        model = MLP(x.shape[1], int(y.max()) + 1, hidden=(100, 100))
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model.eval()
+    model = train_toy(x, y, method, **params)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save(model.state_dict(), path)
+    return model
 
 
 def grid(box: tuple[float, float], resolution: int = 200) -> tuple[np.ndarray, torch.Tensor]:

@@ -186,3 +186,12 @@ def test_ceda_lowers_confidence_on_noise_in_the_toy():
     assert (normalised >= 0.5 - 1e-12).all() and (normalised < 1).all()
     with pytest.raises(ValueError, match="method='oe'"):
         toy2d.train_toy(x, y, "oe")
+
+
+def test_ray_limit_keeps_the_curve_it_walked():
+    model = _mlp(8, d=3, k=4)
+    x = torch.randn(10, 3, generator=torch.Generator().manual_seed(4))
+    alphas = 2.0 ** np.arange(0, 30, 3)
+    limit = faraway.ray_limit(model, x, alphas)
+    assert limit.logits.shape == (10, 10, 4)
+    assert np.allclose(limit.curve(), faraway.alpha_curve(model, x, alphas), rtol=0, atol=1e-12)
