@@ -9,8 +9,9 @@ in one region for all ``α ≥ α₀``; there ``f(αx) = α·V_t x + a_t``. Theo
 This module measures that on a model: :func:`alpha_curve` (confidence along the ray, in float64),
 :func:`activation_pattern` (which region a point is in), :func:`ray_limit` (the final region's slope
 ``V_t x`` and offset ``a_t``, and the limiting class and confidence they predict) and
-:func:`alpha_threshold` (the paper's Table 2 statistic). ``x`` is always what the model takes as input
-(for image models: normalised images), and ``α`` scales it.
+:func:`alpha_threshold` and :func:`alpha_scaling_table` (the paper's Table 2 statistics). ``x`` is always
+what the model takes as input, and ``α`` scales it; :func:`pixel_model` puts the normalisation inside the
+model so that ``α`` scales [0, 1] pixels, as in the paper.
 
 The mitigation trains for low confidence on noise (CEDA) or on the most confident point of a small ball
 around noise (ACET): :func:`hein_noise` is the paper's noise distribution and :func:`confidence_pgd` the

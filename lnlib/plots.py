@@ -297,7 +297,7 @@ def alpha_curves(panels: dict, ylabel: str, reference: dict | None = None, yscal
             ax.axhline(y, color="grey", linestyle=(":", "--", "-.")[j % 3], label=label)
         ax.set(xscale="log", yscale=yscale, xlabel="α (log scale)", title=name)
     axes[0, 0].set_ylabel(ylabel)
-    axes[0, -1].legend(fontsize="small")
+    axes[0, -1].legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))  # clear of the bands
     if title:
         fig.suptitle(title)
     return fig

@@ -157,8 +157,8 @@ def test_logitnorm_plus_acet_trains_and_lowers_confidence_on_noise(runs_root, fa
     from lnlib.evaluate import logits
     from lnlib.scores import msp
 
-    plain = load_or_train(tiny_cfg(epochs=1, loss="logitnorm"))
-    acet = load_or_train(tiny_cfg(epochs=1, loss="logitnorm", outlier="acet", pgd_steps=1))
+    plain = load_or_train(tiny_cfg(loss="logitnorm"))
+    acet = load_or_train(tiny_cfg(loss="logitnorm", outlier="acet", pgd_steps=1))
     assert acet.path.name.endswith(acet.config.content_hash()) and "-acet-" in acet.path.name
     assert acet.metrics["test_acc"] > 0.5
     noise = {name: msp(logits(run, ["blurred_noise"])["blurred_noise"].logits).mean()
