@@ -25,7 +25,6 @@ SCHEDULES = ("cosine", "multistep", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 
-# What `quick=True` shrinks to: small enough for CI and a lab laptop, big enough to be real training.
 # Training methods of the far-away chapter: a loss, optionally with an outlier objective, by one name.
 METHODS = {
     "ce": {"loss": "ce", "outlier": None},
@@ -37,6 +36,7 @@ METHODS = {
 }
 OUTLIER_FIELDS = ("outlier_weight", "pgd_eps", "pgd_steps")  # used only with an outlier objective
 
+# What `quick=True` shrinks to: small enough for CI and a lab laptop, big enough to be real training.
 QUICK_TRAIN_SIZE = 10_000  # training images (a fixed random subset of the training split)
 QUICK_EVAL_SIZE = 1000  # ID test images and images per OOD set
 QUICK_MAX_EPOCHS = 3

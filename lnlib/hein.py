@@ -5,7 +5,8 @@ model takes [0, 1] pixels (:func:`lnlib.faraway.pixel_model`), so ``α·u`` scal
 
 - :func:`ray_inputs`: the directions ``u``: ID test images and uniform noise, as in Table 2.
 - :func:`scan`: :func:`lnlib.faraway.ray_limit` of one run on one set of directions, cached in the run folder
-  (``rays/<set>-n<N>-a<A>.npz``) because it is the expensive step (float64, one pass per α).
+  (``rays/<set>-<hash of the directions and the grid>.npz``) because it is the expensive step (float64,
+  one pass per α).
 - :func:`ray_records`: per run and set, the Table-2 statistics and the limits of the raw and the
   normalised confidence: the "bridge" between the two papers.
 - :func:`noise_records`: MMC, AUROC and FPR95 of the ID test set against Hein's noise and against the most
@@ -15,6 +16,7 @@ model takes [0, 1] pixels (:func:`lnlib.faraway.pixel_model`), so ``α·u`` scal
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 
 import numpy as np
@@ -23,12 +25,10 @@ import torch
 
 from lnlib import faraway, metrics, scores
 from lnlib.data import ID_SETS, load_id
-from lnlib.evaluate import ID_TEST, logits, run_columns
+from lnlib.evaluate import ID_TEST, logits, predict, run_columns
 from lnlib.runs import Run, atomic_write_bytes
 
 TEST_IMAGES, UNIFORM_NOISE = "test images", "uniform noise"
-
-
 PATTERN_MODELS = ("small_cnn", "mlp")  # every ReLU an nn.ReLU module, so activation patterns can be read
 
 
@@ -63,13 +63,14 @@ def ray_inputs(dataset: str, n: int, seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def scan(run: Run, name: str, u: torch.Tensor, alphas=faraway.ALPHAS) -> faraway.RayLimit:
-    """:func:`lnlib.faraway.ray_limit` of the run's pixel model along ``α·u``, cached per set name, size and grid."""
+    """:func:`lnlib.faraway.ray_limit` of the run's pixel model along ``α·u``, cached per set name, directions
+    and grid (their bytes are hashed, so other directions under the same name are never served stale)."""
     alphas = np.asarray(alphas, dtype=float)
-    path = run.path / "rays" / f"{name.replace(' ', '_')}-n{len(u)}-a{len(alphas)}.npz"
+    key = hashlib.sha256(u.numpy().tobytes() + alphas.tobytes()).hexdigest()[:8]
+    path = run.path / "rays" / f"{name.replace(' ', '_')}-{key}.npz"
     if path.exists():
         with np.load(path) as cached:
-            if np.array_equal(cached["alphas"], alphas):
-                return faraway.RayLimit(**{f.name: cached[f.name] for f in dataclasses.fields(faraway.RayLimit)})
+            return faraway.RayLimit(**{f.name: cached[f.name] for f in dataclasses.fields(faraway.RayLimit)})
     limit = faraway.ray_limit(run_pixel_model(run), u, alphas)
     path.parent.mkdir(exist_ok=True)
     buffer = io.BytesIO()
@@ -93,11 +94,12 @@ def ray_records(runs, inputs: dict[str, torch.Tensor], tau: float, alphas=farawa
     alphas = np.asarray(alphas, dtype=float)
     rows = []
     for run in runs:
+        model = run_pixel_model(run)
         for name, u in inputs.items():
             limit = scan(run, name, u, alphas)
-            table = faraway.alpha_scaling_table(run_pixel_model(run), u, alphas, level, clipped_level,
-                                                log_confidence=limit.curve())
-            msp = np.exp(limit.curve())
+            log_msp = limit.curve()
+            table = faraway.alpha_scaling_table(model, u, alphas, level, clipped_level, log_confidence=log_msp)
+            msp = np.exp(log_msp)
             normalized = np.exp(limit.curve(lambda f: scores.log_normalized_confidence(f, tau)))
             values = {**table, "unique_top_slope": float((limit.limit_log_confidence == 0).mean()),
                       "pattern_changes": float(np.median(limit.pattern_changes)),
@@ -127,8 +129,7 @@ def noise_records(runs, n: int, eps: float = 0.3, steps: int = 40, seed: int = 0
         adversarial = faraway.confidence_pgd(model, noise, eps, steps, generator=torch.Generator().manual_seed(seed))
         id_logits = logits(run, [ID_TEST])[ID_TEST].logits
         for name, images in (("noise", noise), ("adv. noise", adversarial)):
-            with torch.no_grad():
-                ood_logits = torch.cat([model(chunk) for chunk in images.split(cfg.eval_batch_size)])
+            ood_logits = predict(model, images, cfg.eval_batch_size)
             m = metrics.ood_metrics(scores.log_msp(id_logits), scores.log_msp(ood_logits))
             values = {"mmc": metrics.mmc(ood_logits), "auroc": m["auroc"], "fpr95": m["fpr95"]}
             rows += [{**run_columns(run), "set": name, "n": n, "metric": k, "value": v} for k, v in values.items()]

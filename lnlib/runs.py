@@ -10,7 +10,7 @@ A run lives in ``data/runs/<slug>-<hash8>/`` where ``hash8`` is :meth:`TrainConf
     metrics.json    final metrics                    written LAST: its presence means "complete"
     logits/<set>.npz  cached logits, labels and penultimate features per evaluated set (lnlib.evaluate)
     scores/<score>-<params>/<set>.npy  cached scores that need the model itself (ODIN)
-    rays/<set>-n<N>-a<A>.npz  cached far-away scans along rays α·u (lnlib.hein.scan)
+    rays/<set>-<hash>.npz  cached far-away scans along rays α·u, keyed by directions and grid (lnlib.hein.scan)
 
 Analyses over many runs (tables, figures of the book's chapters) go to ``<runs>/../analysis/<notebook>/``.
 

@@ -33,6 +33,10 @@ def two_moons(n: int = 2000, noise: float = 0.02, seed: int = 0) -> tuple[torch.
     return torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.int64)
 
 
+def _toy_mlp(x: torch.Tensor, y: torch.Tensor) -> MLP:
+    return MLP(x.shape[1], int(y.max()) + 1, hidden=(100, 100))
+
+
 def train_toy(x: torch.Tensor, y: torch.Tensor, method: str, tau: float = 0.04, iterations: int = 1000,
               lr: float = 0.01, noise_size: int = 4000, eps: float = 0.05, steps: int = 5, seed: int = 0) -> MLP:
     """Train an MLP 2 → 100 → 100 → K full batch with Adam; returned in eval mode.
@@ -46,10 +50,9 @@ def train_toy(x: torch.Tensor, y: torch.Tensor, method: str, tau: float = 0.04, 
         raise ValueError(f"method={method!r} is not valid; choose one of {list(TOY_METHODS)}")
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = MLP(x.shape[1], int(y.max()) + 1, hidden=(100, 100))
+    model = _toy_mlp(x, y).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in range(iterations):
-        model.train()
+    for _ in range(iterations):  # confidence_pgd puts the model back in train mode after its attack
         if method == "logitnorm":
             loss = logit_norm_loss(model(x), y, tau)
         else:
@@ -71,7 +74,7 @@ def load_or_train_toy(folder, x: torch.Tensor, y: torch.Tensor, method: str, **p
     key = json.dumps({"method": method, **params}, sort_keys=True).encode() + x.numpy().tobytes() + y.numpy().tobytes()
     path = Path(folder) / f"toy-{method}-{hashlib.sha256(key).hexdigest()[:8]}.pt"
     if path.exists():
-        model = MLP(x.shape[1], int(y.max()) + 1, hidden=(100, 100))
+        model = _toy_mlp(x, y)
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval()
     model = train_toy(x, y, method, **params)
