@@ -8,7 +8,7 @@ PROFILE := $(if $(filter 1 true yes,$(QUICK)),quick,full)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: venv data test lint book notebooks hooks clean
+.PHONY: venv data test lint book notebooks bench hooks clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,7 +28,7 @@ data: venv
 	$(PY) -m lnlib data fetch fashion_mnist
 
 lint: venv
-	$(PY) -m ruff check lnlib tests book nbs
+	$(PY) -m ruff check lnlib tests book nbs benchmarks
 	$(VENV)/bin/nbstripout --verify nbs/*.ipynb
 
 test: data lint
@@ -40,6 +40,11 @@ notebooks: data
 book: notebooks
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "open _build/html/index.html"
+
+# Training throughput, side by side in one process: lnlib's loop, a torchvision DataLoader loop, matmul FLOP/s.
+# CPU cases here; on a machine with a GPU the wrn40_2 GPU case too. Table on stdout, JSON in benchmarks/results/.
+bench: data
+	$(PY) benchmarks/train_throughput.py
 
 # Strip notebook outputs (and papermill metadata) on `git add`.
 hooks: venv

@@ -2,6 +2,7 @@
 
     python -m lnlib train --tau 0.04 --loss logitnorm      # flags = TrainConfig fields
     python -m lnlib train --preset cifar10_wrn_logitnorm   # a paper recipe (needs CIFAR-10)
+    torchrun --nproc_per_node=4 -m lnlib train --preset cifar10_wrn_logitnorm   # on 4 GPUs (DDP)
     python -m lnlib config --loss ce                       # print the config, its hash and run folder
     python -m lnlib data fetch fashion_mnist               # get a dataset (make data)
     python -m lnlib data list
@@ -85,7 +86,11 @@ def main(argv=None) -> int:
                 print(json.dumps(cfg.to_dict(), indent=2))
                 print(f"hash: {cfg.content_hash()}\nrun folder: {Run.for_config(cfg).path}")
                 return 0
-            _print_summary(load_or_train(cfg))
+            run = load_or_train(cfg)
+            from lnlib.distributed import launched
+
+            if launched().is_main:  # under torchrun, one summary
+                _print_summary(run)
         elif args.data_command == "list":
             from lnlib.data import ID_SETS, OOD_SETS
 

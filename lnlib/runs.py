@@ -192,8 +192,11 @@ def load_or_train(cfg: TrainConfig, root: Path | None = None, progress: bool | N
     run = Run.for_config(cfg, root)
     if run.is_complete():
         return run
+    from lnlib.distributed import launched
     from lnlib.train import fit
 
+    if launched().world > 1:  # torchrun's processes train together; a lock held by one would stall the rest
+        return fit(cfg, run=run, progress=progress)
     with run.lock():
         if not run.is_complete():  # another process may have finished it while we waited
             fit(cfg, run=run, progress=progress)

@@ -6,6 +6,11 @@ argument rests on — accuracy, loss, and the distribution of the logit norm ‖
 confidence on ID train, ID test and one OOD set — then writes history.csv and a checkpoint atomically.
 A killed run resumes from its last finished epoch and continues exactly as if it had never stopped: the
 random streams of epoch e are seeded from ``(cfg.seed, e)`` alone.
+
+:class:`Trainer` holds the step and the epoch; ``fit`` adds the run folder, the measurements and resuming
+around them. What makes the loop fast is measured in ``benchmarks/train_throughput.py`` (``make bench``):
+no DataLoader, no per-sample transforms, no host sync per step, channels_last; on GPU also bf16 autocast
+and fused SGD. Under ``torchrun`` it trains data-parallel (:mod:`lnlib.distributed`).
 """
 
 from __future__ import annotations
@@ -14,14 +19,18 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm  # text bar, shown only on a terminal (tqdm.auto warns without ipywidgets)
 
 from lnlib.config import QUICK_EVAL_SIZE, QUICK_TRAIN_SIZE, TrainConfig
 from lnlib.data import ID_SETS, load_id, split_train_val, to_device
+from lnlib.distributed import SINGLE, Ranks, barrier, join, sum_over_ranks, sync_batchnorm
 from lnlib.evaluate import ID_TEST, compute_logits, evaluation_sets, ood_table, predict
 from lnlib.faraway import confidence_pgd, hein_noise
 from lnlib.losses import confidence_logits, make_loss, max_log_confidence
@@ -96,7 +105,110 @@ def outlier_batch(cfg: TrainConfig, model, x, mean, std, head, generator, autoca
     return (noise - mean) / std
 
 
-def _start_run_folder(cfg: TrainConfig, run: Run, device: torch.device) -> None:
+@dataclass
+class Trainer:
+    """What one optimisation step needs, built once per run by :meth:`build`; ``fit`` and the
+    benchmarks (``benchmarks/train_throughput.py``) train through it.
+
+    ``model`` is the plain module (evaluated, saved); ``forward`` is what the training step calls: the model,
+    wrapped in ``DistributedDataParallel`` under torchrun and in ``torch.compile`` when ``cfg.compile``.
+    """
+
+    cfg: TrainConfig
+    model: torch.nn.Module
+    forward: Callable
+    optimizer: torch.optim.Optimizer
+    loss_fn: Callable
+    outlier_head: Callable
+    autocast: Callable
+    mean: torch.Tensor  # (1, C, 1, 1) dataset mean and std, to go between pixels and model inputs
+    std: torch.Tensor
+    fill: torch.Tensor  # (C,) normalised black pixel, the padding of the random crop
+    pad: int
+    ranks: Ranks = SINGLE
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, device: torch.device, ranks: Ranks = SINGLE) -> Trainer:
+        spec = ID_SETS[cfg.dataset]
+        model = build_model(cfg).to(device)
+        forward = model
+        if ranks.world > 1:
+            forward = DistributedDataParallel(sync_batchnorm(model, device),
+                                              device_ids=[device.index] if device.type == "cuda" else None)
+        bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+        return cls(
+            cfg, model, torch.compile(forward) if cfg.compile else forward,
+            torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                            weight_decay=cfg.weight_decay, fused=device.type == "cuda"),
+            make_loss(cfg),
+            confidence_logits(cfg),  # CEDA/ACET penalise the confidence the loss trains
+            (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else nullcontext,
+            torch.tensor(spec.mean, device=device).view(1, -1, 1, 1),
+            torch.tensor(spec.std, device=device).view(1, -1, 1, 1),
+            to_device(torch.zeros(1, *spec.shape, dtype=torch.uint8), spec, device)[0, :, 0, 0],
+            4 if spec.shape[1] >= 32 else 2,
+            ranks,
+        )
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, lr: float, generator: torch.Generator):
+        """One SGD step on a normalised batch ``x`` (B, C, H, W), labels ``y`` (B,): augmentation, CEDA/ACET
+        noise, forward (under autocast), loss in float32, backward, update. Returns the detached loss and the
+        number of correct predictions as device tensors (no host sync)."""
+        cfg = self.cfg
+        if cfg.augment:
+            x = augment(x, self.pad, self.fill, generator)
+        if cfg.outlier:  # Hein et al.: as many noise images as clean ones, made from this very batch
+            x = torch.cat([x, outlier_batch(cfg, self.model, x, self.mean, self.std, self.outlier_head,
+                                            generator, self.autocast)])
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with self.autocast():
+            logits = self.forward(x)
+        loss = self.loss_fn(logits[:len(y)], y)  # losses compute in float32
+        if cfg.outlier:
+            loss = loss + cfg.outlier_weight * max_log_confidence(self.outlier_head(logits[len(y):]))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach(), (logits[:len(y)].argmax(1) == y).sum()
+
+    def epoch(self, train_x: torch.Tensor, train_y: torch.Tensor, epoch: int, progress: bool = False):
+        """One pass over this rank's ``train_x`` in random batches of ``batch_size // world``; the last
+        partial batch is dropped, as in the official code. Returns (mean loss, accuracy) tensors over all ranks.
+
+        The random streams (order, crops, flips, dropout, noise) of epoch e are seeded from ``(cfg.seed, e)``
+        and the rank alone, so a resumed run continues exactly as if it had never stopped.
+        """
+        cfg, device = self.cfg, train_x.device
+        batch, steps = cfg.batch_size // self.ranks.world, self.steps_per_epoch(len(train_x))
+        stream = (cfg.seed * 1_000_003 + epoch) * self.ranks.world + self.ranks.rank
+        torch.manual_seed(stream)  # dropout
+        generator = torch.Generator(device).manual_seed(stream)
+        self.model.train()
+        perm = torch.randperm(len(train_x), device=device, generator=generator)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        for i in tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs_to_run}", disable=not progress,
+                      leave=False):
+            idx = perm[i * batch:(i + 1) * batch]
+            loss, right = self.step(train_x[idx], train_y[idx], lr_at(epoch * steps + i, cfg, steps), generator)
+            loss_sum += loss  # no .item() in the hot path: no host sync per step
+            correct += right
+        totals = sum_over_ranks(torch.stack([loss_sum.double(), correct.double()]))
+        return totals[0] / (steps * self.ranks.world), totals[1] / (steps * cfg.batch_size)
+
+    def steps_per_epoch(self, n_train: int) -> int:
+        """Optimizer steps in an epoch over ``n_train`` images per rank; raises if there are none."""
+        steps = n_train // (self.cfg.batch_size // self.ranks.world)
+        if steps == 0:
+            raise ValueError(f"batch_size={self.cfg.batch_size} is larger than the {n_train} training images"
+                             + (f" of each of the {self.ranks.world} ranks" if self.ranks.world > 1 else ""))
+        return steps
+
+
+def _start_run_folder(cfg: TrainConfig, run: Run, device: torch.device, ranks: Ranks) -> None:
     run.path.mkdir(parents=True, exist_ok=True)
     config_file = run.path / "config.json"
     # Compared by hash: fields the run does not use (τ of a CE run, fields added later) may differ.
@@ -105,23 +217,31 @@ def _start_run_folder(cfg: TrainConfig, run: Run, device: torch.device) -> None:
         raise ValueError(f"{run.path} holds a run of a different config; refusing to mix them")
     atomic_write_json(cfg.to_dict(), config_file)
     (run.path / "metrics.json").unlink(missing_ok=True)  # a run being (re)trained is not complete
-    atomic_write_json(environment(device), run.path / "env.json")
+    atomic_write_json({**environment(device), "processes": ranks.world}, run.path / "env.json")
 
 
 def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, log=print) -> Run:
     """Train ``cfg`` into ``run`` (default: its folder under data/runs), resuming from a checkpoint if any.
 
     Returns the complete :class:`~lnlib.runs.Run`. ``progress``: tqdm bar over batches (default: only when
-    stderr is a terminal). ``log``: called with one line per epoch (``None`` for silence).
+    stderr is a terminal). ``log``: called with one line per epoch (``None`` for silence). Launched by
+    ``torchrun --nproc_per_node=N``, it trains data-parallel (:mod:`lnlib.distributed`); rank 0 writes.
     """
     cfg.validate()
     run = run or Run.for_config(cfg)
     device = resolve_device(cfg.device)
-    progress = sys.stderr.isatty() if progress is None else progress
-    log = log or (lambda *_: None)
-    _start_run_folder(cfg, run, device)
+    ranks = join(device.type)
+    if ranks.world > 1:
+        if cfg.batch_size % ranks.world:
+            raise ValueError(f"batch_size={cfg.batch_size} does not split over {ranks.world} processes; "
+                             f"use a multiple of {ranks.world}")
+        device = torch.device("cuda", ranks.local_rank) if device.type == "cuda" else device
+    progress = sys.stderr.isatty() and ranks.is_main if progress is None else progress
+    log = (log or (lambda *_: None)) if ranks.is_main else (lambda *_: None)
+    if ranks.is_main:
+        _start_run_folder(cfg, run, device, ranks)
 
-    # ---- data: uint8 -> normalised float tensors on the device, once
+    # ---- data: uint8 -> normalised float tensors on the device, once; each rank keeps its shard
     spec = ID_SETS[cfg.dataset]
     train, _val = split_train_val(load_id(cfg.dataset)["train"], cfg.val_size)
     if cfg.quick:
@@ -131,26 +251,18 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
     train_x, train_y = to_device(train.images, spec, device), train.labels.to(device)
     probe = QUICK_EVAL_SIZE if cfg.quick else PROBE_SIZE
     probe_x, probe_y = train_x[:probe], train_y[:probe]  # the split is already shuffled
+    train_x, train_y = train_x[ranks.rank::ranks.world], train_y[ranks.rank::ranks.world]
     test_x, test_y = to_device(test.images, spec, device), test.labels.to(device)
     ood_x = to_device(ood.images, spec, device)
-    fill = to_device(torch.zeros(1, *spec.shape, dtype=torch.uint8), spec, device)[0, :, 0, 0]
-    mean = torch.tensor(spec.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std, device=device).view(1, -1, 1, 1)
-    pad = 4 if spec.shape[1] >= 32 else 2
 
-    # ---- model, optimizer, loss
-    model = build_model(cfg).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                                weight_decay=cfg.weight_decay, fused=device.type == "cuda")
-    loss_fn = make_loss(cfg)
-    outlier_head = confidence_logits(cfg)  # CEDA/ACET penalise the confidence the loss trains
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
-    forward = torch.compile(model) if cfg.compile else model
+    trainer = Trainer.build(cfg, device, ranks)
+    model, optimizer = trainer.model, trainer.optimizer
+    trainer.steps_per_epoch(len(train_x))  # fails now, not after the first epoch
 
     # ---- resume
     start_epoch, history, train_time = 0, [], 0.0
     checkpoint = run.path / "checkpoint.pt"
+    barrier()  # rank 0 has prepared the folder
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
@@ -159,44 +271,18 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
         log(f"resuming {run.path.name} after epoch {start_epoch}")
 
     epochs = cfg.epochs_to_run
-    steps = len(train_x) // cfg.batch_size  # drop the last partial batch, as the official code does
-    if steps == 0:
-        raise ValueError(f"batch_size={cfg.batch_size} is larger than the {len(train_x)} training images")
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout; same stream whether resumed or not
-        generator = torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + epoch)
-        model.train()
-        perm = torch.randperm(len(train_x), device=device, generator=generator)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        for i in tqdm(range(steps), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False):
-            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            x, y = train_x[idx], train_y[idx]
-            if cfg.augment:
-                x = augment(x, pad, fill, generator)
-            if cfg.outlier:  # Hein et al.: as many noise images as clean ones, made from this very batch
-                x = torch.cat([x, outlier_batch(cfg, model, x, mean, std, outlier_head, generator, autocast)])
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(epoch * steps + i, cfg, steps)
-            with autocast():
-                logits = forward(x)
-            loss = loss_fn(logits[:len(y)], y)  # losses compute in float32
-            if cfg.outlier:
-                loss = loss + cfg.outlier_weight * max_log_confidence(outlier_head(logits[len(y):]))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach()  # no .item() in the hot path: no host sync per step
-            correct += (logits[:len(y)].argmax(1) == y).sum()
+        train_loss, train_acc = trainer.epoch(train_x, train_y, epoch, progress)
         train_time += time.perf_counter() - t0
+        if not ranks.is_main:
+            barrier()  # wait while rank 0 measures and writes
+            continue
 
         # ---- per-epoch measurements, eval mode, full test set
         test_logits = predict(model, test_x, cfg.eval_batch_size)
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-               "train_loss": loss_sum.item() / steps, "train_acc": correct.item() / (steps * cfg.batch_size),
+               "train_loss": train_loss.item(), "train_acc": train_acc.item(),
                "test_acc": (test_logits.argmax(1) == test_y).float().mean().item(),
                "test_ce": F.cross_entropy(test_logits, test_y).item()}
         probe_logits = predict(model, probe_x, cfg.eval_batch_size)
@@ -212,12 +298,15 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
         log(f"epoch {epoch + 1:>3}/{epochs}  loss {row['train_loss']:.4f}  train acc {row['train_acc']:.2%}  "
             f"test acc {row['test_acc']:.2%}  mean ‖f‖ test {row['test_norm_mean']:.2f} "
             f"({cfg.monitor_ood} {row['ood_norm_mean']:.2f})  {row['epoch_time_s']:.1f} s")
+        barrier()
 
     # ---- final evaluation: logits of ID test + every offline OOD set, cached; metrics.json written last
-    atomic_torch_save(model.state_dict(), run.path / "model.pt")
-    evaluated = compute_logits(run, model, device, eval_sets)
-    final = {"test_acc": accuracy(evaluated[ID_TEST].logits, evaluated[ID_TEST].labels),
-             "epochs": epochs, "train_time_s": train_time, "ood": ood_table(evaluated)}
-    atomic_write_json(final, run.path / "metrics.json")
-    checkpoint.unlink(missing_ok=True)
+    if ranks.is_main:
+        atomic_torch_save(model.state_dict(), run.path / "model.pt")
+        evaluated = compute_logits(run, model, device, eval_sets)
+        final = {"test_acc": accuracy(evaluated[ID_TEST].logits, evaluated[ID_TEST].labels),
+                 "epochs": epochs, "train_time_s": train_time, "ood": ood_table(evaluated)}
+        atomic_write_json(final, run.path / "metrics.json")
+        checkpoint.unlink(missing_ok=True)
+    barrier()  # the run is complete for every rank
     return run
