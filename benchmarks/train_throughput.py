@@ -5,6 +5,7 @@ and reported as ratios (absolute times on shared machines are noisy).
     python benchmarks/train_throughput.py                      # the CPU cases (what `make bench` runs)
     python benchmarks/train_throughput.py --cases wrn40_2_cuda # the GPU case, on a machine with one
     python benchmarks/train_throughput.py --variants "channels_last=False" "precision=bf16" threads=1
+    python benchmarks/train_throughput.py --cases small_cnn_cpu --profile   # where lnlib's step spends time
 
 Per case it runs:
 
@@ -53,11 +54,13 @@ from lnlib.models import build_model
 from lnlib.runs import atomic_write_json
 from lnlib.train import Trainer
 
-# name -> (config, number of training images (None: the real dataset), steps timed, warm-up steps)
+# name -> (config, number of training images (None: the real dataset), steps timed, warm-up steps, variants
+# timed besides the defaults when --variants is not given)
+WRN = TrainConfig(dataset="cifar10", model="wrn40_2", dropout=0.3)  # the LogitNorm paper's network
 CASES = {
-    "small_cnn_cpu": (TrainConfig(device="cpu"), None, 200, 10),
-    "wrn40_2_cpu": (TrainConfig(dataset="cifar10", model="wrn40_2", dropout=0.3, device="cpu"), 1280, 4, 1),
-    "wrn40_2_cuda": (TrainConfig(dataset="cifar10", model="wrn40_2", dropout=0.3, device="cuda"), 50_000, 390, 20),
+    "small_cnn_cpu": (TrainConfig(device="cpu"), None, 200, 10, []),
+    "wrn40_2_cpu": (dataclasses.replace(WRN, device="cpu"), 1280, 4, 1, []),
+    "wrn40_2_cuda": (dataclasses.replace(WRN, device="cuda"), 50_000, 390, 20, ["compile=True"]),
 }
 CPU_CASES = ("small_cnn_cpu", "wrn40_2_cpu")
 VARIANT_KEYS = ("channels_last", "precision", "compile", "threads")  # what --variants may change
@@ -221,6 +224,22 @@ def time_lnlib(cfg: TrainConfig, images, labels, steps: int, warmup: int) -> dic
             "peak_mib": memory.peak_mib}
 
 
+def profile_lnlib(cfg: TrainConfig, images, labels, steps: int = 10, rows: int = 12) -> str:
+    """Where the time of ``steps`` steps of lnlib's loop goes: torch.profiler's table of the top operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    device = torch.device(cfg.device)
+    n = steps * cfg.batch_size
+    train_x, train_y = to_device(images[:n], ID_SETS[cfg.dataset], device), labels[:n].to(device)
+    trainer = Trainer.build(cfg, device)
+    trainer.epoch(train_x, train_y, 0)  # warm-up (and compilation)
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if device.type == "cuda" else [])]
+    with profile(activities=activities) as prof:
+        trainer.epoch(train_x, train_y, 1)[0].item()
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=sort, row_limit=rows)
+
+
 def parse_variant(text: str) -> dict:
     """``"channels_last=False precision=bf16"`` -> overrides; ``threads`` sets torch's CPU threads."""
     out = {}
@@ -232,9 +251,9 @@ def parse_variant(text: str) -> dict:
     return out
 
 
-def run_case(name: str, variants: list[str], steps: int | None = None) -> dict:
-    cfg, n_images, default_steps, warmup = CASES[name]
-    steps = steps or default_steps
+def run_case(name: str, variants: list[str] | None = None, steps: int | None = None) -> dict:
+    cfg, n_images, default_steps, warmup, default_variants = CASES[name]
+    steps, variants = steps or default_steps, default_variants if variants is None else variants
     device = torch.device(cfg.device)
     images, labels = case_data(cfg, n_images if n_images is None else max(n_images, (steps + warmup) * 128))
     flops = flops_per_image(cfg, device)
@@ -258,10 +277,19 @@ def run_case(name: str, variants: list[str], steps: int | None = None) -> dict:
     return result
 
 
+def cpu_name() -> str:
+    """The processor's model name (Linux), else the architecture."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.machine()
+
+
 def machine() -> dict:
     info = {"date": date.today().isoformat(), "platform": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__, "torchvision": torchvision.__version__, "cpus": os.cpu_count(),
-            "cpu": platform.processor() or platform.machine()}
+            "cpu": cpu_name()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
@@ -285,11 +313,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="+", default=None, choices=sorted(CASES),
                         help="default: the CPU cases, plus wrn40_2_cuda when a GPU is present")
-    parser.add_argument("--variants", nargs="*", default=[], help=f"extra lnlib settings to time; keys {VARIANT_KEYS}")
+    parser.add_argument("--variants", nargs="*", default=None,
+                        help=f"lnlib settings to time besides the defaults; keys {VARIANT_KEYS}")
+    parser.add_argument("--profile", action="store_true", help="also print where lnlib's step spends its time")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per loop (default: per case)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/train_throughput.json"))
     args = parser.parse_args(argv)
-    for v in args.variants:
+    for v in args.variants or []:
         parse_variant(v)  # bad input fails before any work
     cases = args.cases or [*CPU_CASES, *(["wrn40_2_cuda"] if torch.cuda.is_available() else [])]
     if any(CASES[c][0].device == "cuda" for c in cases) and not torch.cuda.is_available():
@@ -298,6 +328,9 @@ def main(argv=None) -> int:
     for name in cases:
         results.append(run_case(name, args.variants, args.steps))
         print_table(results[-1:])
+        if args.profile:
+            cfg, n_images = CASES[name][:2]
+            print(profile_lnlib(cfg, *case_data(cfg, n_images)))
     report = {"machine": machine(), "results": results}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(report, args.json)

@@ -154,3 +154,19 @@ def test_tau_grid_is_validated_before_training(tmp_path, runs_root):
     with pytest.raises(pm.PapermillExecutionError, match="tau=0"):
         _run(tmp_path, REPO / "nbs" / "tau_ablation.ipynb", taus=[0.04, 0])
     assert not runs_root.exists()
+
+
+@pytest.mark.slow
+def test_run_it_yourself_times_both_loops(tmp_path, runs_root, fashion_mnist_available):
+    nb = _run(tmp_path, REPO / "nbs" / "run_it_yourself.ipynb", quick=True, steps=2)
+    text = _text(nb)
+    for word in ("images/s", "× reference", "% of matmul FLOP/s", "MFLOP per training image", "target"):
+        assert word in text, word
+    out = runs_root.parent / "analysis" / "run_it_yourself-quick"
+    assert (out / "throughput.json").exists() and (out / "throughput.csv").exists()
+
+
+def test_run_it_yourself_rejects_an_unknown_case_before_timing(tmp_path, runs_root):
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        _run(tmp_path, REPO / "nbs" / "run_it_yourself.ipynb", cases=["small_cnn_gpu"])
+    assert "small_cnn_gpu" in err.value.evalue and "small_cnn_cpu" in err.value.evalue
