@@ -129,6 +129,7 @@ class Trainer:
 
     @classmethod
     def build(cls, cfg: TrainConfig, device: torch.device, ranks: Ranks = SINGLE) -> Trainer:
+        """Model (seeded by ``cfg.seed``, on ``device``), optimizer, loss and precision for ``cfg``."""
         spec = ID_SETS[cfg.dataset]
         model = build_model(cfg).to(device)
         forward = model
@@ -251,7 +252,8 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
     train_x, train_y = to_device(train.images, spec, device), train.labels.to(device)
     probe = QUICK_EVAL_SIZE if cfg.quick else PROBE_SIZE
     probe_x, probe_y = train_x[:probe], train_y[:probe]  # the split is already shuffled
-    train_x, train_y = train_x[ranks.rank::ranks.world], train_y[ranks.rank::ranks.world]
+    shard = slice(ranks.rank, len(train_x) - len(train_x) % ranks.world, ranks.world)  # equal sizes: equal steps
+    train_x, train_y = train_x[shard], train_y[shard]
     test_x, test_y = to_device(test.images, spec, device), test.labels.to(device)
     ood_x = to_device(ood.images, spec, device)
 

@@ -54,3 +54,11 @@ def test_torchrun_trains_a_complete_run_with_two_processes(runs_root):
     assert len(history) == 2  # header + one epoch, written once (by rank 0)
     assert done.stdout.count("test accuracy") == 1  # the summary is printed by rank 0 only
     assert json.loads((run / "metrics.json").read_text())["test_acc"] > 0.2  # learned: chance is 0.1
+
+
+def test_a_batch_that_does_not_split_over_the_processes_fails_before_any_work(runs_root):
+    done = torchrun("-m", "lnlib", "train", "--quick", "true", "--batch_size", "127", "--device", "cpu",
+                    env={"LNLIB_RUNS": str(runs_root)})
+    assert done.returncode != 0
+    assert "batch_size=127 does not split over 2 processes; use a multiple of 2" in done.stderr
+    assert not runs_root.exists()
