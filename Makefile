@@ -20,12 +20,13 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 venv: $(VENV)/.installed
 
 # Offline data: Fashion-MNIST from Debian's package, copied into data/ and checked against SHA-256 digests.
+# SETS="cifar10 svhn ..." adds sets that need internet once (MD5-checked, resumable; lnlib/paper_sets.py).
 data: venv
 	@if [ ! -f $(DEBIAN_FMNIST)/train-images-idx3-ubyte.gz ] && [ ! -f data/cache/fashion_mnist.pt ]; then \
 	  $(SUDO) apt-get install -y -q dataset-fashion-mnist || \
 	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist; } || true; \
 	fi
-	$(PY) -m lnlib data fetch fashion_mnist
+	$(PY) -m lnlib data fetch fashion_mnist $(SETS)
 
 lint: venv
 	$(PY) -m ruff check lnlib tests book nbs benchmarks

@@ -5,6 +5,7 @@
     torchrun --nproc_per_node=4 -m lnlib train --preset cifar10_wrn_logitnorm   # on 4 GPUs (DDP)
     python -m lnlib config --loss ce                       # print the config, its hash and run folder
     python -m lnlib data fetch fashion_mnist               # get a dataset (make data)
+    python -m lnlib data fetch svhn textures_dtd isun      # full-scale OOD sets (internet once; MD5-checked)
     python -m lnlib data list
 """
 
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
     _add_config_flags(show)
     data = sub.add_parser("data", help="datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True)
-    fetch = data_sub.add_parser("fetch", help="get ID datasets onto this machine")
+    fetch = data_sub.add_parser("fetch", help="get ID sets or full-scale OOD sets onto this machine")
     fetch.add_argument("names", nargs="+")
     data_sub.add_parser("list", help="list ID and OOD sets")
     args = parser.parse_args(argv)
@@ -93,8 +94,11 @@ def main(argv=None) -> int:
                 _print_summary(run)
         elif args.data_command == "list":
             from lnlib.data import ID_SETS, OOD_SETS
+            from lnlib.paper_sets import ARCHIVES, cache_path
 
             print("ID sets: " + ", ".join(ID_SETS) + "\nOOD sets (offline): " + ", ".join(OOD_SETS))
+            print("OOD sets (full scale, fetched): " + ", ".join(
+                f"{name} ({'cached' if cache_path(name).exists() else 'not fetched'})" for name in ARCHIVES))
         else:
             from lnlib.data import fetch as fetch_set
 

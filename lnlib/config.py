@@ -277,6 +277,13 @@ PRESETS: dict[str, dict] = {
     ),
 }
 PRESETS["cifar10_wrn_ce"] = {**PRESETS["cifar10_wrn_logitnorm"], "loss": "ce"}
+# The paper benchmarks: the recipe above, evaluated on the six OOD sets of Table 1 (fetched once with
+# `python -m lnlib data fetch cifar10 textures_dtd svhn lsun_crop lsun_resize isun places365`).
+PRESETS["cifar10_paper"] = PRESETS["cifar10_wrn_logitnorm"]
+# CIFAR-100's τ is disputed: the paper gives 0.04 for CIFAR-10 only; in the official repo's issue #2 the author
+# recommends 0.0085 for CIFAR-100 ("it may vary due to the arch."), while OpenOOD uses 0.04 everywhere. We keep
+# 0.04 (OpenOOD's, reproducible) and the user passes --tau 0.0085 for the author's advice.
+PRESETS["cifar100_paper"] = {**PRESETS["cifar10_wrn_logitnorm"], "dataset": "cifar100", "tau": 0.04}
 # ACET as in Hein et al.'s paper models (official README): 128 noise images per 128 clean ones, λ = 1, PGD with
 # 40 steps of ε/40 in an l_inf ball of ε = 0.3. On the book's default set and model, with cross-entropy.
 PRESETS["acet_paper"] = dict(loss="ce", outlier="acet", outlier_weight=1.0, pgd_eps=0.3, pgd_steps=40)

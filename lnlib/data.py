@@ -9,7 +9,8 @@ Where data comes from (DESIGN.md, section 4):
 * ``fashion_mnist`` — ``data/raw/FashionMNIST/raw`` (torchvision's layout), else Debian's
   ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``, copied and verified), else a
   torchvision download by ``python -m lnlib data fetch fashion_mnist``.
-* ``cifar10``, ``cifar100`` — torchvision download (needs internet).
+* ``cifar10``, ``cifar100`` — the python-pickle archive in ``data/raw/`` (MD5-checked, :mod:`lnlib.paper_sets`),
+  downloaded by ``python -m lnlib data fetch cifar10`` (needs internet once, or the archive placed by hand).
 * OOD sets generated offline and deterministically from a seed: ``digits`` (scikit-learn), ``textures``
   and ``natural_crops`` (scikit-image / scikit-learn bundled photos), ``gaussian_noise``,
   ``uniform_noise``, ``permuted`` (pixel-permuted ID test images) and ``blurred_noise`` (Hein et al. 2019).
@@ -155,7 +156,8 @@ def _fashion_mnist_raw(root: Path, debian_dir: Path) -> Path:
 
 
 def _read_torchvision(name: str, root: Path, download: bool) -> dict[str, torch.Tensor]:
-    """Read train and test splits with torchvision's own dataset classes, as uint8 (N, C, H, W)."""
+    """Train and test splits as uint8 (N, C, H, W): Fashion-MNIST with torchvision's dataset class, CIFAR from
+    its archive, MD5-checked (:mod:`lnlib.paper_sets`); ``download`` fetches what is missing."""
     import torchvision.datasets as tvd
 
     if name == "fashion_mnist":
@@ -166,17 +168,16 @@ def _read_torchvision(name: str, root: Path, download: bool) -> dict[str, torch.
             **{f"{s}_images": d.data.unsqueeze(1).contiguous() for s, d in splits.items()},
             **{f"{s}_labels": d.targets.long() for s, d in splits.items()},
         }
-    cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100}[name]
-    try:
-        splits = {s: cls(root, train=(s == "train"), download=download) for s in ("train", "test")}
-    except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
-        raise DataMissingError(
-            f"dataset {name!r} not found in {root}. Get it with: {ID_SETS[name].fetch_hint}"
-        ) from err
-    return {
-        **{f"{s}_images": torch.from_numpy(d.data).permute(0, 3, 1, 2).contiguous() for s, d in splits.items()},
-        **{f"{s}_labels": torch.tensor(d.targets, dtype=torch.long) for s, d in splits.items()},
-    }
+    from lnlib.download import ensure, verify
+    from lnlib.paper_sets import CIFAR, read_cifar
+
+    archive = CIFAR[name].archive
+    path = root / archive.filename
+    if download:
+        return read_cifar(ensure(archive, root), name)
+    if not path.exists():
+        raise DataMissingError(f"dataset {name!r} not found: no {path}. Get it with: {ID_SETS[name].fetch_hint}")
+    return read_cifar(verify(path, archive), name)
 
 
 def _cache_path(name: str) -> Path:
@@ -184,9 +185,15 @@ def _cache_path(name: str) -> Path:
 
 
 def fetch(name: str) -> Path:
-    """Get an ID set onto this machine (download if needed) and write its uint8 cache. ``make data``."""
+    """Get an ID set or a full-scale OOD set (:mod:`lnlib.paper_sets`) onto this machine, downloading if
+    needed, and write its uint8 cache. ``make data SETS="..."``."""
+    from lnlib import paper_sets
+
+    if name in paper_sets.ARCHIVES:
+        return paper_sets.fetch(name)
     if name not in ID_SETS:
-        raise ValueError(f"dataset={name!r} is not valid; choose one of {sorted(ID_SETS)}")
+        raise ValueError(f"dataset={name!r} is not valid; choose an ID set {sorted(ID_SETS)} or a full-scale "
+                         f"OOD set {sorted(paper_sets.ARCHIVES)}")
     path = _cache_path(name)
     if not path.exists():
         root = data_dir() / "raw"
@@ -195,6 +202,8 @@ def fetch(name: str) -> Path:
         except DataMissingError:
             try:
                 tensors = _read_torchvision(name, root, download=True)
+            except DataMissingError:  # lnlib.download's message already says what to do
+                raise
             except (OSError, RuntimeError) as err:  # URLError is an OSError
                 raise DataMissingError(
                     f"could not download {name!r} into {root}: {err}. Without internet, place torchvision's "
@@ -238,6 +247,22 @@ def split_train_val(train: ImageSet, val_size: int) -> tuple[ImageSet, ImageSet]
 def _resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """float (N, C, h, w) in [0, 1] -> (N, C, H, W), antialiased bilinear."""
     return F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+
+
+def adapt_images(images: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> uint8 (N, *shape): RGB to grey by ITU-R 601 luma (or grey repeated to RGB), then
+    an antialiased bilinear resize; unchanged when the shape already matches."""
+    c, h, w = shape
+    if tuple(images.shape[1:]) == (c, h, w):
+        return images
+    x = images.float() / 255
+    if x.shape[1] == 3 and c == 1:
+        x = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
+    elif x.shape[1] == 1 and c == 3:
+        x = x.repeat(1, 3, 1, 1)
+    if tuple(x.shape[2:]) != (h, w):
+        x = _resize(x, (h, w))
+    return (x * 255).round().to(torch.uint8)
 
 
 def _to_channels(gray_or_rgb: np.ndarray, channels: int) -> np.ndarray:

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lnlib import calibration, metrics, scores
+from lnlib import calibration, metrics, paper_sets, scores
 from lnlib.config import QUICK_EVAL_SIZE, TrainConfig
 from lnlib.data import ID_SETS, OOD_SETS, OOD_SIZE, ImageSet, load_id, load_ood, split_train_val, to_device
+from lnlib.paper_sets import CIFAR, PAPER_OOD_SETS, TABLE1_SETS
 from lnlib.runs import Run, atomic_write_bytes
 
 ID_TEST = "id_test"  # key of the ID test set among the evaluated sets
@@ -62,17 +63,24 @@ def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000,
     return (torch.cat(feats), torch.cat(out)) if features else torch.cat(out)
 
 
+def ood_sets(cfg: TrainConfig) -> list[str]:
+    """The OOD sets a run is evaluated on: every offline set, and for CIFAR ID sets the six full-scale sets of
+    the LogitNorm paper's Table 1 (:mod:`lnlib.paper_sets`, fetched once), used whole."""
+    return [*OOD_SETS, *(TABLE1_SETS if cfg.dataset in CIFAR else ())]
+
+
 def default_sets(cfg: TrainConfig) -> list[str]:
-    """What a run is evaluated on: ID test, ID validation (when ``val_size > 0``) and every offline OOD set."""
-    return [ID_TEST, *([ID_VAL] if cfg.val_size else []), *OOD_SETS]
+    """What a run is evaluated on: ID test, ID validation (when ``val_size > 0``) and :func:`ood_sets`."""
+    return [ID_TEST, *([ID_VAL] if cfg.val_size else []), *ood_sets(cfg)]
 
 
 def evaluation_sets(cfg: TrainConfig, names=None) -> dict[str, ImageSet]:
     """The images of ``names`` (default :func:`default_sets`), as subsets of ``QUICK_EVAL_SIZE`` when quick."""
     names = default_sets(cfg) if names is None else list(names)
-    unknown = [n for n in names if n not in ID_KEYS and n not in OOD_SETS]
+    known = [*ID_KEYS, *OOD_SETS, *PAPER_OOD_SETS]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown evaluation sets {unknown}; choose from {[*ID_KEYS, *OOD_SETS]}")
+        raise ValueError(f"unknown evaluation sets {unknown}; choose from {known}")
     if ID_VAL in names and not cfg.val_size:
         raise ValueError(f"set {ID_VAL!r} needs a validation split, but val_size=0")
     ids = load_id(cfg.dataset)
@@ -83,9 +91,11 @@ def evaluation_sets(cfg: TrainConfig, names=None) -> dict[str, ImageSet]:
             sets[name] = ids["test"]
         elif name == ID_VAL:
             sets[name] = split_train_val(ids["train"], cfg.val_size)[1]
+        elif name in PAPER_OOD_SETS:  # all of the set (the official code samples; see the OOD chapter)
+            sets[name] = paper_sets.load(name, tuple(ids["test"].images.shape[1:]))
         else:
             sets[name] = load_ood(name, ids["test"], n=n_ood, seed=0)
-        if cfg.quick and name in ID_KEYS:
+        if cfg.quick and (name in ID_KEYS or name in PAPER_OOD_SETS):
             sets[name] = sets[name].subset(QUICK_EVAL_SIZE)
     return sets
 
@@ -220,10 +230,10 @@ def ood_records(runs, score_list=("msp",), params=None, positive: str = "id", de
     for name in score_list:  # every name and parameter is checked before any run is touched
         scores.score_params(name, **params.get(name, {}))
     metrics.check_positive(positive)
-    rows, names = [], [ID_TEST, *OOD_SETS]
+    rows = []
     for run in runs:
         for name in score_list:
-            by_set = score_sets(run, name, names, device, **params.get(name, {}))
+            by_set = score_sets(run, name, [ID_TEST, *ood_sets(run.config)], device, **params.get(name, {}))
             for ood_set, m in _ood_metrics(by_set, positive).items():
                 sizes = {"n_id": len(by_set[ID_TEST]), "n_ood": len(by_set[ood_set])}
                 rows += [{**run_columns(run), "score": name, "ood_set": ood_set, **sizes, "metric": k, "value": v}

@@ -75,8 +75,8 @@ def test_bad_requests_fail_before_any_work():
         evaluate.ood_records([nowhere], ["energy"], params={"enrgy": {}})
     with pytest.raises(ValueError, match="positive='x'"):
         evaluate.ood_records([nowhere], ["msp"], positive="x")
-    with pytest.raises(ValueError, match=r"unknown evaluation sets \['svhn'\]"):
-        evaluate.evaluation_sets(tiny_cfg(), ["svhn"])
+    with pytest.raises(ValueError, match=r"unknown evaluation sets \['svhm'\]"):
+        evaluate.evaluation_sets(tiny_cfg(), ["svhm"])
     with pytest.raises(ValueError, match="val_size=0"):
         evaluate.evaluation_sets(tiny_cfg(val_size=0), [ID_VAL])
 
