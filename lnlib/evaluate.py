@@ -91,7 +91,7 @@ def evaluation_sets(cfg: TrainConfig, names=None) -> dict[str, ImageSet]:
             sets[name] = ids["test"]
         elif name == ID_VAL:
             sets[name] = split_train_val(ids["train"], cfg.val_size)[1]
-        elif name in PAPER_OOD_SETS:  # all of the set (the official code samples; see the OOD chapter)
+        elif name in PAPER_OOD_SETS:  # all of it; the official code scores len(test)//5 sampled images
             sets[name] = paper_sets.load(name, tuple(ids["test"].images.shape[1:]))
         else:
             sets[name] = load_ood(name, ids["test"], n=n_ood, seed=0)
