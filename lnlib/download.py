@@ -86,6 +86,9 @@ def ensure(archive: Archive, raw_dir: Path, progress: bool | None = None) -> Pat
     raw_dir.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
     progress = sys.stderr.isatty() if progress is None else progress
+    if part.exists() and md5sum(part) == archive.md5:  # killed after the last byte, before the rename
+        part.replace(path)
+        return path
     errors = []
     for url in archive.urls:
         try:

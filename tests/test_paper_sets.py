@@ -262,3 +262,12 @@ def test_cifar_runs_are_evaluated_on_the_six_sets_of_table_1():
         assert cfg.model == "wrn40_2" and cfg.epochs == 200 and cfg.tau == 0.04
         assert set(paper_sets.TABLE1_SETS) <= set(default_sets(cfg))
     assert not set(paper_sets.PAPER_OOD_SETS) & set(default_sets(preset("default")))  # offline book unchanged
+
+
+def test_a_complete_part_file_is_verified_and_used_without_a_request(tmp_path):
+    payload = b"all the bytes arrived before the process was killed"
+    import hashlib
+
+    (tmp_path / "blob.bin.part").write_bytes(payload)
+    archive = Archive("blob.bin", ("http://127.0.0.1:9/blob.bin",), hashlib.md5(payload).hexdigest(), "this test")
+    assert ensure(archive, tmp_path, progress=False).read_bytes() == payload
