@@ -175,23 +175,24 @@ def ood_table(evaluated: dict[str, Logits], positive: str = "id") -> dict:
     dict with the convention spelled out.
     """
     by_set = {n: scores.log_msp(z.logits) for n, z in evaluated.items()}
-    per_set = _ood_metrics(by_set, positive)
+    per_set = {name: {**m, "n": n} for name, (m, n) in _ood_metrics(by_set, positive).items()}
     average = {k: float(np.mean([m[k] for m in per_set.values()])) for k in OOD_METRICS}
-    for name, m in per_set.items():
-        m["n"] = int(len(by_set[name]))
     return {"score": "msp", "convention": convention(positive), "n_id": int(len(by_set[ID_TEST])),
             "sets": per_set, "average": average}
 
 
-def convention(positive: str = "id") -> str:
+def convention(positive: str = "id", protocol: str = "all") -> str:
     """The metric convention, in words, for table captions."""
+    images = ("every OOD image scored once" if protocol == "all" else
+              f"the official protocol: len(ID test)//5 OOD images drawn, {metrics.OFFICIAL_DRAWS} draws averaged")
     return (f"FPR95 with {positive.upper()} as the positive class at 95% TPR; "
-            f"higher score = more in-distribution")
+            f"higher score = more in-distribution; {images}")
 
 
-def _ood_metrics(by_set: dict[str, np.ndarray], positive: str) -> dict[str, dict[str, float]]:
-    """``{ood_set: ood_metrics(id_test, ood_set)}`` for every OOD set among ``by_set``'s keys."""
-    return {n: metrics.ood_metrics(by_set[ID_TEST], s, positive) for n, s in by_set.items() if n not in ID_KEYS}
+def _ood_metrics(by_set: dict[str, np.ndarray], positive: str, protocol: str = "all"):
+    """``{ood_set: (metrics, n_ood)}`` against the ID test set, for every OOD set among ``by_set``'s keys."""
+    return {n: metrics.ood_metrics_protocol(by_set[ID_TEST], s, positive, protocol)
+            for n, s in by_set.items() if n not in ID_KEYS}
 
 
 def per_set(run: Run, fn, names=None, device="cpu") -> dict[str, np.ndarray]:
@@ -216,12 +217,15 @@ def run_columns(run: Run) -> dict:
             "seed": cfg.seed, "run": run.path.name}
 
 
-def ood_records(runs, score_list=("msp",), params=None, positive: str = "id", device="cpu") -> pd.DataFrame:
+def ood_records(runs, score_list=("msp",), params=None, positive: str = "id", device="cpu",
+                protocol: str = "all") -> pd.DataFrame:
     """One row per (run, score, OOD set, metric): the raw numbers behind every OOD table.
 
     ``params``: ``{score: {param: value}}`` overriding :data:`lnlib.scores.SCORES` defaults. Columns:
     ``loss, method, tau, seed, run, score, ood_set, n_id, n_ood, metric, value`` with ``value`` a fraction in
     [0, 1]; metrics ``fpr95`` (under ``positive``'s convention), ``auroc``, ``aupr_in``, ``aupr_out``.
+    ``protocol``: ``'all'`` OOD images (default) or the ``'official'`` code's sampling
+    (:func:`lnlib.metrics.ood_metrics_protocol`); ``n_ood`` is the number scored per draw.
     """
     params = params or {}
     stray = sorted(set(params) - set(score_list))
@@ -230,12 +234,13 @@ def ood_records(runs, score_list=("msp",), params=None, positive: str = "id", de
     for name in score_list:  # every name and parameter is checked before any run is touched
         scores.score_params(name, **params.get(name, {}))
     metrics.check_positive(positive)
+    metrics.check_protocol(protocol)
     rows = []
     for run in runs:
         for name in score_list:
             by_set = score_sets(run, name, [ID_TEST, *ood_sets(run.config)], device, **params.get(name, {}))
-            for ood_set, m in _ood_metrics(by_set, positive).items():
-                sizes = {"n_id": len(by_set[ID_TEST]), "n_ood": len(by_set[ood_set])}
+            for ood_set, (m, n_ood) in _ood_metrics(by_set, positive, protocol).items():
+                sizes = {"n_id": len(by_set[ID_TEST]), "n_ood": n_ood}
                 rows += [{**run_columns(run), "score": name, "ood_set": ood_set, **sizes, "metric": k, "value": v}
                          for k, v in m.items()]
     return pd.DataFrame(rows)

@@ -65,6 +65,10 @@ def test_ood_records_and_the_convention_flag(run):
     same = records.query("score == 'msp'").set_index(["ood_set", "metric"])["value"]
     assert np.allclose(flipped.drop("fpr95", level="metric"), same.drop("fpr95", level="metric"))
     assert not np.allclose(flipped.xs("fpr95", level="metric"), same.xs("fpr95", level="metric"))
+    official = evaluate.ood_records([run], ["msp"], protocol="official")
+    assert (official["n_ood"] == 200).all()  # quick run: 1000 ID test images // 5
+    assert "every OOD image scored once" in evaluate.convention()
+    assert "len(ID test)//5" in evaluate.convention(protocol="official")
 
 
 def test_bad_requests_fail_before_any_work():
@@ -75,6 +79,8 @@ def test_bad_requests_fail_before_any_work():
         evaluate.ood_records([nowhere], ["energy"], params={"enrgy": {}})
     with pytest.raises(ValueError, match="positive='x'"):
         evaluate.ood_records([nowhere], ["msp"], positive="x")
+    with pytest.raises(ValueError, match="protocol='paper'"):
+        evaluate.ood_records([nowhere], ["msp"], protocol="paper")
     with pytest.raises(ValueError, match=r"unknown evaluation sets \['svhm'\]"):
         evaluate.evaluation_sets(tiny_cfg(), ["svhm"])
     with pytest.raises(ValueError, match="val_size=0"):

@@ -140,3 +140,23 @@ def test_mmc_and_nll():
     z, y = rng.normal(0, 2, (300, 5)), rng.integers(0, 5, 300)
     p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
     assert metrics.nll(z, y) == pytest.approx(log_loss(y, p, labels=range(5)), abs=1e-9)
+
+
+def test_official_protocol_scores_a_fifth_of_the_id_count_and_averages_ten_draws():
+    rng = np.random.default_rng(0)
+    id_s, ood_s = rng.normal(1, 1, 1000), rng.normal(0, 1, 5000)
+    full, n_full = metrics.ood_metrics_protocol(id_s, ood_s, protocol="all")
+    assert n_full == 5000 and full == metrics.ood_metrics(id_s, ood_s)
+    official, n = metrics.ood_metrics_protocol(id_s, ood_s, protocol="official", seed=1)
+    assert n == 200  # len(ID) // 5
+    draws = []  # the same draws by hand
+    g = np.random.default_rng(1)
+    for _ in range(metrics.OFFICIAL_DRAWS):
+        draws.append(metrics.ood_metrics(id_s, ood_s[g.choice(5000, 200, replace=False)])["auroc"])
+    assert official["auroc"] == pytest.approx(np.mean(draws))
+    assert official["auroc"] != full["auroc"] and abs(official["auroc"] - full["auroc"]) < 0.03  # same population
+    # fewer OOD images than a fifth of ID: all of them, every draw
+    few, n_few = metrics.ood_metrics_protocol(id_s, ood_s[:50], protocol="official")
+    assert n_few == 50 and few["auroc"] == pytest.approx(metrics.ood_metrics(id_s, ood_s[:50])["auroc"])
+    with pytest.raises(ValueError, match="protocol='paper'.*'all', 'official'"):
+        metrics.ood_metrics_protocol(id_s, ood_s, protocol="paper")

@@ -129,6 +129,12 @@ def test_fpr95_convention_parameter_is_checked(tmp_path, runs_root, name):
         _run(tmp_path, REPO / "nbs" / f"{name}.ipynb", positive="x")
 
 
+def test_ood_protocol_parameter_is_checked(tmp_path, runs_root):
+    with pytest.raises(pm.PapermillExecutionError, match="protocol='paper'"):
+        _run(tmp_path, REPO / "nbs" / "ood_results.ipynb", protocol="paper")
+    assert not runs_root.exists()
+
+
 @pytest.mark.parametrize("name", ["logit_norm_growth", "confidence_histograms"])
 def test_single_seed_chapters_reject_bad_parameters(tmp_path, runs_root, name):
     with pytest.raises(pm.PapermillExecutionError, match="seed=-1"):
