@@ -78,3 +78,67 @@ def claims_frame(topic: str | None = None) -> pd.DataFrame:
         raise ValueError(f"topic={topic!r} is not valid; choose one of {topics}")
     rows = [asdict(c) for c in CLAIMS if topic is None or c.topic == topic]
     return pd.DataFrame(rows).drop(columns="topic").set_index("quantity")
+
+
+# ------------------------------------------------------------------------------- reproduction status
+def _per_run(records: pd.DataFrame, metric: str) -> pd.Series:
+    """A metric per run (averaged within the run over OOD sets where there are several), indexed by loss, run."""
+    return records.query("metric == @metric").groupby(["loss", "run"])["value"].mean()
+
+
+def _fpr_row(ood: pd.DataFrame, which: str, scale: str) -> tuple:
+    """The LogitNorm abstract's FPR95 claim against our CE − LogitNorm difference on the sets of ``ood``."""
+    fpr = _per_run(ood, "fpr95") * 100
+    mean, se = fpr.groupby(level="loss").mean(), fpr.groupby(level="loss").sem()
+    drop, drop_se = mean["ce"] - mean["logitnorm"], (se["ce"] ** 2 + se["logitnorm"] ** 2) ** 0.5
+    if drop > 2 * drop_se:
+        verdict = "reproduced in direction, at this scale"
+    elif drop < -2 * drop_se:
+        verdict = "the opposite, at this scale"
+    else:
+        verdict = "no clear difference at this scale (within two standard errors)"
+    sets = ", ".join(sorted(ood["ood_set"].unique()))
+    return (f"LogitNorm lowers the MSP FPR95 of cross-entropy: {which}", "up to 42.30 points (abstract; verified)",
+            f"{drop:.1f} ± {drop_se:.1f} points: {mean['ce']:.1f}% → {mean['logitnorm']:.1f}% (mean of {sets}; "
+            "± standard error over seeds)", scale, verdict)
+
+
+def reproduction_status(accuracy: pd.DataFrame, ood: pd.DataFrame, rays: pd.DataFrame, scale: str,
+                        ray_scale: str) -> pd.DataFrame:
+    """Each claim of both papers: the paper's number with its status, ours, at ``scale`` (runs) or ``ray_scale``
+    (rays), and a verdict computed from ours (never typed). Inputs are record frames of :mod:`lnlib.evaluate` and
+    :mod:`lnlib.hein`: ``accuracy`` and ``ood`` (MSP) for cross-entropy and LogitNorm runs over seeds, ``rays``
+    for a cross-entropy run (the two sets of directions of :func:`lnlib.hein.ray_inputs`).
+
+    A difference counts as one "in direction" only when it exceeds twice its standard error over seeds.
+    """
+    from lnlib.data import NOISE_OOD_SETS
+    from lnlib.hein import TEST_IMAGES, UNIFORM_NOISE
+
+    real, noise = ood[~ood["ood_set"].isin(NOISE_OOD_SETS)], ood[ood["ood_set"].isin(NOISE_OOD_SETS)]
+    acc = _per_run(accuracy, "accuracy").groupby(level="loss").mean() * 100
+    ce_rays = rays.query("loss == 'ce'").groupby(["set", "metric"])["value"].mean()
+    top = ce_rays.xs("unique_top_slope", level="metric")
+    clipped = ce_rays[(UNIFORM_NOISE, "clipped_overconfident")]
+    not_run = "not run here (needs internet once and a GPU)"
+    rows = [
+        _fpr_row(real, "real-image OOD sets", scale),
+        _fpr_row(noise, "synthetic-noise OOD sets", scale),
+        ("LogitNorm keeps the classification accuracy", "qualitative (abstract; verified)",
+         f"{acc['ce']:.2f}% (CE) vs {acc['logitnorm']:.2f}% (LogitNorm)", scale,
+         "kept" if acc["logitnorm"] >= acc["ce"] - 0.5 else
+         f"not kept: {acc['ce'] - acc['logitnorm']:.2f} points lower"),
+        ("Table 1, CIFAR-10: FPR95/AUROC/AUPR on six OOD sets", "not verified (the paper's PDF was not read)",
+         not_run, "CIFAR-10, WRN-40-2, 200 epochs: --preset cifar10_paper", "not run"),
+        ("Table 1, CIFAR-100: the same", "not verified (the paper's PDF was not read)",
+         not_run, "CIFAR-100, WRN-40-2, 200 epochs: --preset cifar100_paper", "not run"),
+        ("Theorem 3.1: along almost every ray αx a ReLU net's confidence → 1", "a theorem (verified)",
+         f"{top[TEST_IMAGES]:.1%} of test-image rays, {top[UNIFORM_NOISE]:.1%} of uniform-noise rays end in a region "
+         "with one top slope (cross-entropy)", ray_scale,
+         "holds" if min(top) >= 0.99 else f"holds for {min(top):.1%} of rays"),
+        ("Table 2: plain nets stay > 95% confident on clipped far-away noise",
+         f"{HEIN_TABLE2[('plain', 'MNIST')][1]:.1%} to {HEIN_TABLE2[('plain', 'SVHN')][1]:.1%} (verified)",
+         f"{clipped:.1%} (cross-entropy, uniform noise)", ray_scale + "; the paper: MNIST, SVHN, CIFAR",
+         "reproduced" if clipped > 0.9 else "not reproduced at this scale (other data and network)"),
+    ]
+    return pd.DataFrame(rows, columns=["claim", "paper", "ours", "scale", "verdict"]).set_index("claim")

@@ -88,6 +88,8 @@ EXPECTED = {  # notebook -> (extra parameters, words its output must contain, fi
                        "largest |measured at α = 2^60 − limit from the slope|", "adv. noise"],
                       ["toy_confidence.png", "toy_regions.png", "alpha_curves.png", "normalized_curves.png",
                        "table2.csv", "bridge.csv", "detection_records.csv"]),
+    "reproduction_status": ({"seeds": 1, "n_rays": 20}, ["verdict", "not run", "Theorem 3.1", "real-image OOD sets"],
+                            ["status.csv"]),
 }
 
 

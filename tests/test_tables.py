@@ -103,3 +103,32 @@ def test_rows_named_by_metric_compare_across_columns_with_their_own_scale():
     assert "10.0" in html and "1.5" in html and "ECE ↓" in html
     bold = {(r, c) for (r, c), props in styler.ctx.items() if ("font-weight", "bold") in props}
     assert bold == {(0, 0)}  # lower ECE is CE; no "best" temperature
+
+
+def _metric_records(values: dict, metric: str, sets=("digits", "gaussian_noise")) -> pd.DataFrame:
+    """Record frames as lnlib.evaluate makes them: {loss: [value per seed]}, the same value for every set."""
+    return pd.DataFrame([{"loss": loss, "run": f"{loss}-s{seed}", "ood_set": s, "metric": metric, "value": v}
+                         for loss, vs in values.items() for seed, v in enumerate(vs) for s in sets])
+
+
+def _rays(top: float, clipped: float) -> pd.DataFrame:
+    from lnlib.hein import TEST_IMAGES, UNIFORM_NOISE
+
+    return pd.DataFrame([{"loss": "ce", "set": s, "metric": m, "value": v} for s in (TEST_IMAGES, UNIFORM_NOISE)
+                         for m, v in (("unique_top_slope", top), ("clipped_overconfident", clipped))])
+
+
+@pytest.mark.parametrize("ce, ln, verdict", [
+    ([0.70, 0.72, 0.71], [0.50, 0.52, 0.51], "reproduced in direction"),
+    ([0.50, 0.52, 0.51], [0.70, 0.72, 0.71], "the opposite"),
+    ([0.70, 0.50, 0.60], [0.65, 0.55, 0.58], "no clear difference"),
+])
+def test_reproduction_verdicts_are_computed_from_the_measurements(ce, ln, verdict):
+    status = paper.reproduction_status(_metric_records({"ce": [0.90] * 3, "logitnorm": [0.91] * 3}, "accuracy"),
+                                       _metric_records({"ce": ce, "logitnorm": ln}, "fpr95"), _rays(1.0, 0.0), "s", "r")
+    real = status.loc["LogitNorm lowers the MSP FPR95 of cross-entropy: real-image OOD sets"]
+    assert real["verdict"].startswith(verdict), real["verdict"]
+    assert status.loc["LogitNorm keeps the classification accuracy", "verdict"] == "kept"
+    assert (status.loc[status.index.str.startswith("Table 1"), "verdict"] == "not run").all()
+    assert status.filter(like="Theorem 3.1", axis=0)["verdict"].item() == "holds"
+    assert status.filter(like="Table 2", axis=0)["verdict"].item().startswith("not reproduced")
