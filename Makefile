@@ -8,7 +8,7 @@ PROFILE := $(if $(filter 1 true yes,$(QUICK)),quick,full)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: venv data test lint book notebooks bench hooks clean
+.PHONY: venv data test lint book notebooks bench labs hooks clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,7 +30,7 @@ data: venv
 
 lint: venv
 	$(PY) -m ruff check lnlib tests book nbs benchmarks
-	$(VENV)/bin/nbstripout --verify nbs/*.ipynb
+	$(VENV)/bin/nbstripout --verify nbs/*.ipynb nbs/labs/*.ipynb
 
 test: data lint
 	$(PY) -m pytest
@@ -46,6 +46,10 @@ book: notebooks
 # CPU cases here; on a machine with a GPU the wrn40_2 GPU case too. Table on stdout, JSON in benchmarks/results/.
 bench: data
 	$(PY) benchmarks/train_throughput.py
+
+# Course labs: write the student versions (nbs/labs/student/) of the solution notebooks in nbs/labs/.
+labs: data
+	$(PY) -m lnlib.labs
 
 # Strip notebook outputs (and papermill metadata) on `git add`.
 hooks: venv

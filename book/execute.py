@@ -61,6 +61,10 @@ def main(argv=None) -> int:
     parser.add_argument("names", nargs="*", help="notebooks to run (default: all in _toc.yml)")
     args = parser.parse_args(argv)
     names = args.names or toc_notebooks()
+    if any(name.startswith("labs/student/") for name in names):
+        from lnlib.labs import write_students
+
+        write_students()  # the book shows the labs as students get them (idempotent)
     unknown = sorted(set(names) - set(toc_notebooks()))
     if unknown:
         parser.error(f"notebook(s) {unknown} are not in _toc.yml; choose from {toc_notebooks()}")
