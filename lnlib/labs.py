@@ -185,14 +185,11 @@ def student_source(source: str) -> str:
     for node in tree.body:
         if isinstance(node, ast.FunctionDef):
             out += ["", ""] if out else []
-            first_body = node.body[0]
-            has_doc = isinstance(first_body, ast.Expr) and isinstance(getattr(first_body, "value", None),
-                                                                      ast.Constant) and isinstance(
-                first_body.value.value, str)
-            keep_until = first_body.end_lineno if has_doc else first_body.lineno - 1
+            first_body = node.body[0]  # the docstring, if there is one
+            keep_until = first_body.end_lineno if ast.get_docstring(node) is not None else first_body.lineno - 1
             start = min([d.lineno for d in node.decorator_list] + [node.lineno])
             out += lines[start - 1:keep_until]
-            indent = " " * (first_body.col_offset)
+            indent = " " * first_body.col_offset
             out += [f"{indent}# TODO: your code here", f'{indent}raise NotImplementedError("{node.name}")']
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             out.append(ast.get_source_segment(source, node))

@@ -137,7 +137,7 @@ def center_crop(img) -> torch.Tensor:
     return _pil_to_tensor(TF.center_crop(img, SIZE))
 
 
-def tar_images(path: Path, folder: str, to_tensor: Callable, keep: Callable[[list[str]], list[str]] = None):
+def tar_images(path: Path, folder: str, to_tensor: Callable, keep: Callable[[list[str]], list[str]] | None = None):
     """uint8 (N, 3, 32, 32) from the images under ``folder`` in tar archive ``path``, in name order.
 
     ``keep`` may choose among the sorted member names (a seeded subset). Reads the archive without unpacking.
