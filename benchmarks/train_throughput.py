@@ -62,7 +62,7 @@ CASES = {
     "wrn40_2_cpu": (dataclasses.replace(WRN, device="cpu"), 1280, 4, 1, []),
     "wrn40_2_cuda": (dataclasses.replace(WRN, device="cuda"), 50_000, 390, 20, ["compile=True"]),
 }
-CPU_CASES = ("small_cnn_cpu", "wrn40_2_cpu")
+CPU_CASES = tuple(name for name, case in CASES.items() if case[0].device == "cpu")
 VARIANT_KEYS = ("channels_last", "precision", "compile", "threads")  # what --variants may change
 
 

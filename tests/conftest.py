@@ -17,6 +17,15 @@ def runs_root(tmp_path, monkeypatch):
     return root
 
 
+@pytest.fixture(scope="module")
+def shared_runs(tmp_path_factory):
+    """One runs folder for a test module's notebooks, so the later ones load the runs the first one trained."""
+    root = tmp_path_factory.mktemp("shared") / "runs"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LNLIB_RUNS", str(root))
+        yield root
+
+
 def tiny_cfg(**changes):
     """A real but small training config: quick mode (10,000 Fashion-MNIST images), 2 epochs."""
     from lnlib import TrainConfig

@@ -82,14 +82,6 @@ def test_student_versions_are_generated_idempotently_and_hide_every_solution(tmp
             assert body and body not in "\n".join(c.source for c in stu.cells), solution.name
 
 
-@pytest.fixture(scope="module")
-def lab_runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("labs") / "runs"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LNLIB_RUNS", str(root))
-        yield root
-
-
 def _outputs(path) -> str:
     nb = nbformat.read(path, 4)
     return "\n".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
@@ -97,7 +89,7 @@ def _outputs(path) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lab", LABS, ids=lambda p: p.stem)
-def test_solutions_run_and_pass_their_checks(tmp_path, lab_runs, fashion_mnist_available, lab):
+def test_solutions_run_and_pass_their_checks(tmp_path, shared_runs, fashion_mnist_available, lab):
     pm.execute_notebook(lab, tmp_path / "out.ipynb", parameters={"quick": True}, kernel_name="python3",
                         cwd=str(REPO / "nbs"), progress_bar=False)
     text = _outputs(tmp_path / "out.ipynb")
@@ -106,7 +98,7 @@ def test_solutions_run_and_pass_their_checks(tmp_path, lab_runs, fashion_mnist_a
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lab", LABS, ids=lambda p: p.stem)
-def test_student_versions_run_and_report_not_implemented_yet(tmp_path, lab_runs, fashion_mnist_available, lab):
+def test_student_versions_run_and_report_not_implemented_yet(tmp_path, shared_runs, fashion_mnist_available, lab):
     (student,) = [p for p in labs.write_students(out_dir=tmp_path / "student") if p.name == lab.name]
     pm.execute_notebook(student, tmp_path / "out.ipynb", parameters={"quick": True}, kernel_name="python3",
                         cwd=str(REPO / "nbs"), progress_bar=False)

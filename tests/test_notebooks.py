@@ -60,15 +60,6 @@ def test_bad_parameters_fail_at_once_with_a_clear_message(tmp_path, runs_root, n
     assert not runs_root.exists()
 
 
-@pytest.fixture(scope="module")
-def shared_runs(tmp_path_factory):
-    """One runs folder for the chapter notebooks, so the later ones load the runs the first one trained."""
-    root = tmp_path_factory.mktemp("shared") / "runs"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LNLIB_RUNS", str(root))
-        yield root
-
-
 QUICK = {"quick": True, "epochs": 2}
 EXPECTED = {  # notebook -> (extra parameters, words its output must contain, files it saves)
     "logit_norm_growth": ({"unconstrained_epochs": 0}, ["saturation epoch", "‖f‖ change after saturation (%)"],
