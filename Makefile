@@ -8,7 +8,7 @@ PROFILE := $(if $(filter 1 true yes,$(QUICK)),quick,full)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: venv data test lint book notebooks bench labs hooks clean
+.PHONY: venv data test lint book notebooks mathjax bench labs hooks clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -38,7 +38,11 @@ test: data lint
 notebooks: data
 	$(PY) book/execute.py --profile $(PROFILE)
 
-book: notebooks
+# MathJax 3 from the npm registry (SHA-512 checked) into _static/: the built book reads offline.
+mathjax: venv
+	$(PY) book/mathjax.py
+
+book: notebooks mathjax
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "open _build/html/index.html"
 

@@ -1,7 +1,8 @@
 """Downloads that can be trusted: checksums recorded in code, resumable transfers, an offline path.
 
-Every archive lnlib downloads is an :class:`Archive` with its URL(s), file name and MD5 (the digest the
-dataset's publishers and torchvision use), and the place where that digest was read. :func:`ensure` gets it
+Every archive lnlib downloads is an :class:`Archive` with its URL(s), file name and digest (MD5 for the
+datasets, as their publishers and torchvision record them; SHA-512 for npm packages such as MathJax), and the
+place where that digest was read. :func:`ensure` gets it
 into ``data/raw/``:
 
 1. a file already there (a finished download, or one placed by hand on a machine without internet) is
@@ -29,20 +30,22 @@ TIMEOUT_S = 20  # per connection attempt: an offline machine fails in seconds, n
 
 @dataclass(frozen=True)
 class Archive:
-    """One file to download: its name in ``data/raw/``, mirrors tried in order, and its MD5."""
+    """One file to download: its name in ``data/raw/``, mirrors tried in order, and its digest (hex)."""
 
     filename: str
     urls: tuple[str, ...]
-    md5: str
-    source: str  # where the MD5 was read (a library file, a dataset page)
+    digest: str
+    source: str  # where the digest was read (a library file, a dataset page, a registry's metadata)
+    algorithm: str = "md5"  # a hashlib name
 
 
 class ChecksumError(ValueError):
     """A file's digest is not the recorded one: a truncated or corrupted download, or another file."""
 
 
-def md5sum(path: Path) -> str:
-    h = hashlib.md5()
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    """Hex digest of a file, read in chunks (the archives are up to a few GB)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(CHUNK), b""):
             h.update(chunk)
@@ -50,11 +53,12 @@ def md5sum(path: Path) -> str:
 
 
 def verify(path: Path, archive: Archive) -> Path:
-    """Return ``path`` if its MD5 is the archive's, else raise :class:`ChecksumError`."""
-    digest = md5sum(path)
-    if digest != archive.md5:
+    """Return ``path`` if its digest is the archive's, else raise :class:`ChecksumError`."""
+    digest = file_digest(path, archive.algorithm)
+    if digest != archive.digest:
+        name = archive.algorithm.upper()
         raise ChecksumError(
-            f"{path} has MD5 {digest}, but {archive.filename} should have {archive.md5} (as recorded from "
+            f"{path} has {name} {digest}, but {archive.filename} should have {archive.digest} (as recorded from "
             f"{archive.source}). The file is truncated, corrupted or a different one: delete it and fetch again, "
             f"or place the right file there by hand.")
     return path
@@ -86,7 +90,8 @@ def ensure(archive: Archive, raw_dir: Path, progress: bool | None = None) -> Pat
     raw_dir.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
     progress = sys.stderr.isatty() if progress is None else progress
-    if part.exists() and md5sum(part) == archive.md5:  # killed after the last byte, before the rename
+    # killed after the last byte, before the rename
+    if part.exists() and file_digest(part, archive.algorithm) == archive.digest:
         part.replace(path)
         return path
     errors = []
@@ -100,7 +105,7 @@ def ensure(archive: Archive, raw_dir: Path, progress: bool | None = None) -> Pat
         raise DataMissingError(
             f"could not download {archive.filename}: " + "; ".join(errors) + f". Without internet, download it "
             f"on another machine from {archive.urls[0]} and place it at {path}: it is then checked "
-            f"(MD5 {archive.md5}) and used.")
+            f"({archive.algorithm.upper()} {archive.digest}) and used.")
     try:
         verify(part, archive)
     except ChecksumError:

@@ -219,7 +219,7 @@ def fetch(name: str, progress: bool | None = None) -> Path:
         archive = ensure(ARCHIVES[name], data_dir() / "raw", progress)
         images = READERS[name](archive)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save({"images": images, "archive": ARCHIVES[name].filename, "md5": ARCHIVES[name].md5}, path)
+        atomic_torch_save({"images": images, "archive": ARCHIVES[name].filename, "md5": ARCHIVES[name].digest}, path)
     return path
 
 

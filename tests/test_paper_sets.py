@@ -20,7 +20,7 @@ from PIL import Image
 
 from lnlib import paper_sets
 from lnlib.data import DataMissingError
-from lnlib.download import Archive, ChecksumError, ensure, md5sum
+from lnlib.download import Archive, ChecksumError, ensure, file_digest
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def _place(data_root, monkeypatch, name, writer):
     raw.mkdir(exist_ok=True)
     path = raw / paper_sets.ARCHIVES[name].filename
     writer(path)
-    archive = dataclasses.replace(paper_sets.ARCHIVES[name], md5=md5sum(path))
+    archive = dataclasses.replace(paper_sets.ARCHIVES[name], digest=file_digest(path))
     monkeypatch.setitem(paper_sets.ARCHIVES, name, archive)
     return path
 
@@ -144,7 +144,7 @@ def test_a_corrupted_archive_fails_its_checksum_and_names_both_digests(data_root
     with pytest.raises(ChecksumError) as err:
         paper_sets.fetch("svhn", progress=False)
     message = str(err.value)
-    assert paper_sets.ARCHIVES["svhn"].md5 in message and md5sum(raw / "test_32x32.mat") in message
+    assert paper_sets.ARCHIVES["svhn"].digest in message and file_digest(raw / "test_32x32.mat") in message
     assert "delete it and fetch again" in message and not paper_sets.cache_path("svhn").exists()
 
 
@@ -156,7 +156,7 @@ def test_offline_fetch_fails_fast_naming_the_url_and_where_to_put_the_file(data_
         paper_sets.fetch("isun", progress=False)
     assert time.perf_counter() - start < 10
     assert "http://127.0.0.1:9/iSUN.tar.gz" in str(err.value)
-    assert str(data_root / "raw" / "iSUN.tar.gz") in str(err.value) and archive.md5 in str(err.value)
+    assert str(data_root / "raw" / "iSUN.tar.gz") in str(err.value) and archive.digest in str(err.value)
 
 
 def test_loading_a_set_that_was_never_fetched_says_how_to_get_it(data_root):
@@ -217,7 +217,7 @@ def test_cifar_pickle_archive_is_read_exactly(data_root, monkeypatch, name):
     raw = data_root / "raw"
     raw.mkdir()
     _tar(raw / spec.archive.filename, files)
-    archive = dataclasses.replace(spec.archive, md5=md5sum(raw / spec.archive.filename))
+    archive = dataclasses.replace(spec.archive, digest=file_digest(raw / spec.archive.filename))
     monkeypatch.setitem(paper_sets.CIFAR, name, dataclasses.replace(spec, archive=archive))
 
     fetch(name)
