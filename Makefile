@@ -38,7 +38,7 @@ test: data lint
 notebooks: data
 	$(PY) book/execute.py --profile $(PROFILE)
 
-# MathJax 3 from the npm registry (SHA-512 checked) into _static/: the built book reads offline.
+# MathJax 3 from the npm registry (SHA-512 checked) into book/static/: the built book reads offline.
 mathjax: venv
 	$(PY) book/mathjax.py
 

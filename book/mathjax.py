@@ -1,4 +1,4 @@
-r"""Vendor MathJax 3 into ``_static/mathjax/`` so that the built book typesets its equations offline.
+r"""Vendor MathJax 3 into ``book/static/mathjax/`` so that the built book typesets its equations offline.
 
 Sphinx's default ``mathjax_path`` is a CDN address: without internet every page would show raw ``$$ ... $$``.
 This script downloads the npm package once (``data/raw/``, checked against the SHA-512 the npm registry
@@ -9,7 +9,10 @@ publishes for it) and copies the two things the book needs out of it:
 * ``es5/input/tex/extensions/``: the TeX packages it loads on first use of a macro such as ``\boldsymbol``
   or ``\color`` (0.6 MB).
 
-``_config.yml`` points ``mathjax_path`` at the copy. Idempotent: a second call checks the copy and returns.
+``_config.yml`` adds ``book/static`` to ``html_static_path`` and points ``mathjax_path`` at the copy. Not
+``_static/`` at the top: Jupyter Book 1 adds every ``.js`` file under a top-level ``_static/`` to every page,
+which would load MathJax twice, and each of its extensions, and break it. Idempotent: a second call checks
+the copy and returns.
 
     python book/mathjax.py            # run by `make book`
 """
@@ -36,7 +39,7 @@ FONTS = "output/chtml/fonts/woff-v2"
 EXTENSIONS = "input/tex/extensions"
 
 
-def vendor(target: Path = ROOT / "_static" / "mathjax", raw_dir: Path = ROOT / "data" / "raw") -> Path:
+def vendor(target: Path = ROOT / "book" / "static" / "mathjax", raw_dir: Path = ROOT / "data" / "raw") -> Path:
     """Path of the vendored ``tex-mml-chtml.js``; downloads and unpacks the package if it is not there yet."""
     script, stamp = target / SCRIPT, target / "VERSION"
     if script.exists() and stamp.exists() and stamp.read_text().strip() == VERSION:

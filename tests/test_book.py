@@ -1,6 +1,7 @@
 """The book's build tooling: vendored MathJax, the notebook cache of book/execute.py, glued numbers."""
 
 import hashlib
+import inspect
 import io
 import tarfile
 
@@ -73,7 +74,9 @@ def test_the_recorded_mathjax_digest_is_the_registry_integrity_string():
 def test_config_points_sphinx_at_the_vendored_script():
     sphinx = yaml.safe_load((REPO / "_config.yml").read_text())["sphinx"]["config"]
     assert sphinx["mathjax_path"] == f"mathjax/{mathjax.SCRIPT}"
-    assert sphinx["html_static_path"] == ["_static"]  # vendor() writes to <repo>/_static/mathjax
+    assert sphinx["html_static_path"] == ["book/static"]
+    target = inspect.signature(mathjax.vendor).parameters["target"].default
+    assert target == REPO / "book" / "static" / "mathjax"  # not under a top-level _static/ (see book/mathjax.py)
 
 
 # --------------------------------------------------------------------------------- the notebook cache
