@@ -77,6 +77,7 @@ def test_config_points_sphinx_at_the_vendored_script():
     assert sphinx["html_static_path"] == ["book/static"]
     target = inspect.signature(mathjax.vendor).parameters["target"].default
     assert target == REPO / "book" / "static" / "mathjax"  # not under a top-level _static/ (see book/mathjax.py)
+    assert all((REPO / "book" / "static" / css).exists() for css in sphinx["html_css_files"])
 
 
 # --------------------------------------------------------------------------------- the notebook cache
