@@ -294,3 +294,15 @@ def preset(name: str, **overrides) -> TrainConfig:
     if name not in PRESETS:
         raise ValueError(f"preset={name!r} is not valid; choose one of {sorted(PRESETS)}")
     return TrainConfig.from_dict({**PRESETS[name], **overrides})
+
+
+def papermill_command(notebook: str, preset_name: str = "default", **extra) -> str:
+    """The shell command that runs ``nbs/<notebook>.ipynb`` with a preset's recipe, as papermill YAML (``-y``).
+
+    ``extra``: more parameters, TrainConfig fields or the notebook's own (``seeds``, ``n_rays``...). The
+    preset's fields are validated here; the notebook checks the rest when it runs.
+    """
+    preset(preset_name)  # a bad preset name or recipe fails here
+    params = {**PRESETS[preset_name], **extra}
+    flow = ", ".join(f"{key}: {json.dumps(list(v) if isinstance(v, tuple) else v)}" for key, v in params.items())
+    return f"papermill nbs/{notebook}.ipynb out.ipynb -y '{{{flow}}}'"

@@ -2,8 +2,7 @@
 
 Every archive lnlib downloads is an :class:`Archive` with its URL(s), file name and digest (MD5 for the
 datasets, as their publishers and torchvision record them; SHA-512 for npm packages such as MathJax), and the
-place where that digest was read. :func:`ensure` gets it
-into ``data/raw/``:
+place where that digest was read. :func:`ensure` gets it into ``data/raw/``:
 
 1. a file already there (a finished download, or one placed by hand on a machine without internet) is
    verified and used;

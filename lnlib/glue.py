@@ -5,8 +5,9 @@ A chapter computes what its text quotes and glues it in a cell tagged ``remove-c
     glue_numbers({"ce_fpr95": 70.8, "ln_fpr95": 59.4})
 
 and its Markdown pastes the values with MyST-NB's roles: ``{glue:text}`ce_fpr95:.1f``` on the same page, or
-``{glue:text}`generated/ood_results::ce_fpr95:.1f``` from another page (path relative to the page that
-pastes). A key that was not glued fails the book build (``-W``).
+``{glue:text}`generated/ood_results.ipynb::ce_fpr95:.1f``` from another page (the path relative to the page
+that pastes, with its suffix; a string from another page needs the format ``:s``). A key that was not glued
+fails the book build (``-W``); tests/test_notebooks.py checks each chapter glues what the pages paste.
 """
 
 from __future__ import annotations

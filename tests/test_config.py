@@ -117,3 +117,19 @@ def test_grid_is_the_validated_product_of_its_axes():
         base.grid(seeds=[0])
     with pytest.raises(ValueError, match="tau=-1"):
         base.grid(tau=[0.1, -1])
+
+
+def test_papermill_command_carries_the_whole_preset():
+    import shlex
+
+    import yaml
+
+    from lnlib.config import PRESETS, papermill_command
+
+    words = shlex.split(papermill_command("ood_results", "cifar10_paper", seeds=3))
+    assert words[:3] == ["papermill", "nbs/ood_results.ipynb", "out.ipynb"] and words[3] == "-y"
+    params = yaml.safe_load(words[4])
+    expected = {k: list(v) if isinstance(v, tuple) else v for k, v in PRESETS["cifar10_paper"].items()}
+    assert params == {**expected, "seeds": 3}
+    with pytest.raises(ValueError, match="preset='cifar10'"):
+        papermill_command("ood_results", "cifar10")

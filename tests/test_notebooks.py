@@ -98,7 +98,7 @@ EXPECTED = {  # notebook -> (extra parameters, words its output must contain, fi
 
 
 def _quick_book_output(name):
-    """The quick book's executed notebook if it is up to date (same source, parameters, lnlib), else None.
+    """The quick book's executed notebook if it is up to date (same notebook, parameters and code), else None.
 
     CI builds the quick book before the tests; its notebooks are then checked here instead of being executed
     a second time. Elsewhere (no book, a stale one, or the full book) the test executes the notebook itself.
