@@ -135,6 +135,7 @@ def style_mean_std(stats: pd.DataFrame, scale: float = 100.0, decimals: int = 1,
     bold = _bold_mask(mean)
     text = text.rename(columns=lambda c: LABELS.get(c, c), index=lambda c: LABELS.get(c, c))
     styler = text.style.apply(lambda _: np.where(bold.to_numpy(), "font-weight: bold", ""), axis=None)
+    styler = styler.set_table_styles([{"selector": "td", "props": "white-space: nowrap;"}])  # "41.1 ± 19.5" whole
     return styler.set_caption(caption) if caption else styler
 
 

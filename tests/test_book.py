@@ -138,3 +138,17 @@ def test_pages_paste_from_chapters_that_exist():
         cells = [c.source for c in nbformat.read(nb_path, as_version=4).cells if c.cell_type == "markdown"]
         for doc, _ in glue_references(cells):
             assert doc is None or (REPO / "nbs" / f"{doc}.ipynb").exists(), (nb_path.name, doc)
+
+
+def test_a_notebook_that_raises_fails_the_build_and_is_not_marked_done(tmp_path, monkeypatch):
+    import papermill as pm
+
+    (tmp_path / "nbs").mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("raise ValueError('a chapter that fails')")]
+    nbformat.write(nb, tmp_path / "nbs" / "boom.ipynb")
+    monkeypatch.setattr(execute, "ROOT", tmp_path)
+    monkeypatch.setattr(execute, "GENERATED", tmp_path / "generated")
+    with pytest.raises(pm.PapermillExecutionError, match="a chapter that fails"):
+        execute.execute("boom", {})
+    assert not execute.up_to_date("boom", {})  # the next build runs it again
