@@ -42,8 +42,10 @@ notebooks: data
 mathjax: venv
 	$(PY) book/mathjax.py
 
+# --all: Sphinx rewrites every page (5 s here). Incrementally it skips unchanged pages even when the table of
+# contents changed around them, and their "next" links went stale.
 book: notebooks mathjax
-	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
 	@echo "open _build/html/index.html"
 
 # Training throughput, side by side in one process: lnlib's loop, a torchvision DataLoader loop, matmul FLOP/s.
