@@ -197,6 +197,11 @@ PAPER_OOD_SETS = tuple(ARCHIVES)
 TABLE1_SETS = ("textures_dtd", "svhn", "lsun_crop", "lsun_resize", "isun", "places365")  # the official order
 
 
+def fetch_command() -> str:
+    """The shell command that downloads the paper benchmark once: CIFAR-10/100 and the six OOD sets of Table 1."""
+    return f'make data SETS="{" ".join([*CIFAR, *TABLE1_SETS])}"'
+
+
 # ------------------------------------------------------------------------------------------ fetch, load
 def _check(name: str) -> None:
     if name not in ARCHIVES:

@@ -271,3 +271,12 @@ def test_a_complete_part_file_is_verified_and_used_without_a_request(tmp_path):
     (tmp_path / "blob.bin.part").write_bytes(payload)
     archive = Archive("blob.bin", ("http://127.0.0.1:9/blob.bin",), hashlib.md5(payload).hexdigest(), "this test")
     assert ensure(archive, tmp_path, progress=False).read_bytes() == payload
+
+
+def test_fetch_command_names_the_cifar_sets_and_table_1_in_order():
+    from lnlib.paper_sets import ARCHIVES, CIFAR, TABLE1_SETS, fetch_command
+
+    command = fetch_command()
+    assert command.startswith('make data SETS="') and command.endswith('"')
+    names = command.split('"')[1].split()
+    assert names == [*CIFAR, *TABLE1_SETS] and set(names) <= set(CIFAR) | set(ARCHIVES)
