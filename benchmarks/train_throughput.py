@@ -13,9 +13,10 @@ reference  A torchvision dataset class over the same uint8 images, with per-samp
            (RandomCrop with padding, RandomHorizontalFlip, ToTensor, Normalize) through a ``DataLoader`` with
            ``min(4, cpus)`` worker processes (pinned memory on GPU), fp32, default memory format, the stock
            SGD (foreach), ``loss.item()`` every step: the shape of the LogitNorm and Hein et al. codes.
-lnlib      ``lnlib.train.Trainer.epoch``, the loop ``fit`` trains with, with the config's defaults for the
-           device: data resident on the device and normalised once, ``randperm`` batches, batched on-device
-           augmentation, no host sync per step, channels_last, bf16 autocast and fused SGD on GPU.
+lnlib      ``lnlib.train.train_epoch`` on ``lnlib.train.build``'s model, exactly what ``fit`` trains with,
+           with the config's defaults for the device: data resident on the device and normalised once,
+           ``randperm`` batches, batched on-device augmentation, no host sync per step, channels_last, bf16
+           autocast and fused SGD on GPU.
 matmul     ``C = A @ B`` for square n x n matrices on the same device (fp32 on CPU; bf16 on GPU, the precision
            lnlib trains in there): 2n³ FLOP per product, the FLOP/s the hardware gives.
 
@@ -49,10 +50,10 @@ from torchvision.datasets import CIFAR10, FashionMNIST, VisionDataset
 
 from lnlib import TrainConfig
 from lnlib.data import ID_SETS, load_id, to_device
+from lnlib.files import atomic_write_json
 from lnlib.losses import make_loss
 from lnlib.models import build_model
-from lnlib.runs import atomic_write_json
-from lnlib.train import Trainer
+from lnlib.train import build, train_epoch
 
 # name -> (config, number of training images (None: the real dataset), steps timed, warm-up steps, variants
 # timed besides the defaults when --variants is not given)
@@ -63,6 +64,8 @@ CASES = {
     "wrn40_2_cuda": (dataclasses.replace(WRN, device="cuda"), 50_000, 390, 20, ["compile=True"]),
 }
 CPU_CASES = tuple(name for name, case in CASES.items() if case[0].device == "cpu")
+# The project's targets per device type: (× the reference loop, share of the matmul FLOP/s or None).
+TARGETS = {"cpu": (2, 0.35), "cuda": (3, None)}
 VARIANT_KEYS = ("channels_last", "precision", "compile", "threads")  # what --variants may change
 
 
@@ -208,16 +211,16 @@ def time_reference(cfg: TrainConfig, images, labels, steps: int, warmup: int) ->
 
 
 def time_lnlib(cfg: TrainConfig, images, labels, steps: int, warmup: int) -> dict:
-    """Images/s of :meth:`lnlib.train.Trainer.epoch` over ``steps`` steps after a ``warmup``-step epoch."""
+    """Images/s of :func:`lnlib.train.train_epoch` over ``steps`` steps after a ``warmup``-step epoch."""
     device = torch.device(cfg.device)
     with PeakMemory(device) as memory:
         spec = ID_SETS[cfg.dataset]
         train_x, train_y = to_device(images, spec, device), labels.to(device)
-        trainer = Trainer.build(cfg, device)
-        trainer.epoch(train_x[:warmup * cfg.batch_size], train_y[:warmup * cfg.batch_size], 0)  # compile, caches
+        net = build(cfg, device)
+        train_epoch(net, train_x[:warmup * cfg.batch_size], train_y[:warmup * cfg.batch_size], 0)  # compile, caches
         sync(device)
         t0 = time.perf_counter()
-        loss, _ = trainer.epoch(train_x[:steps * cfg.batch_size], train_y[:steps * cfg.batch_size], 1)
+        loss, _ = train_epoch(net, train_x[:steps * cfg.batch_size], train_y[:steps * cfg.batch_size], 1)
         loss.item()  # the one sync, at the end
         seconds = time.perf_counter() - t0
     return {"images_per_s": steps * cfg.batch_size / seconds, "seconds": seconds, "steps": steps,
@@ -231,11 +234,11 @@ def profile_lnlib(cfg: TrainConfig, images, labels, steps: int = 10, rows: int =
     device = torch.device(cfg.device)
     n = steps * cfg.batch_size
     train_x, train_y = to_device(images[:n], ID_SETS[cfg.dataset], device), labels[:n].to(device)
-    trainer = Trainer.build(cfg, device)
-    trainer.epoch(train_x, train_y, 0)  # warm-up (and compilation)
+    net = build(cfg, device)
+    train_epoch(net, train_x, train_y, 0)  # warm-up (and compilation)
     activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if device.type == "cuda" else [])]
     with profile(activities=activities) as prof:
-        trainer.epoch(train_x, train_y, 1)[0].item()
+        train_epoch(net, train_x, train_y, 1)[0].item()
     sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     return prof.key_averages().table(sort_by=sort, row_limit=rows)
 

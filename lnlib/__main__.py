@@ -81,7 +81,8 @@ def main(argv=None) -> int:
     try:
         if args.command in ("train", "config"):
             cfg = _config_from_args(args)
-            from lnlib.runs import Run, load_or_train
+            from lnlib.runs import Run
+            from lnlib.train import load_or_train
 
             if args.command == "config":
                 print(json.dumps(cfg.to_dict(), indent=2))
@@ -100,7 +101,7 @@ def main(argv=None) -> int:
             print("OOD sets (full scale, fetched): " + ", ".join(
                 f"{name} ({'cached' if cache_path(name).exists() else 'not fetched'})" for name in ARCHIVES))
         else:
-            from lnlib.data import fetch as fetch_set
+            from lnlib.paper_sets import fetch_set
 
             for name in args.names:
                 print(f"{name}: {fetch_set(name)}")

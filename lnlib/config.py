@@ -17,12 +17,15 @@ import json
 import math
 from dataclasses import dataclass
 
-# Choices are listed here, once, so that validation messages, the CLI and the docs agree.
-MODELS = ("small_cnn", "wrn40_2", "resnet18", "mlp")
-LOSSES = ("ce", "logitnorm")
+from lnlib.data import ID_SETS, OOD_SETS
+from lnlib.devices import DEVICES
+from lnlib.losses import LOSSES
+from lnlib.models import MODELS
+
+# Choices are listed once, where they are defined (datasets, models, losses, devices) or here, so that
+# validation messages, the CLI and the docs agree.
 OUTLIERS = (None, "ceda", "acet")  # Hein et al. 2019: low confidence on noise / on its most confident ball
 SCHEDULES = ("cosine", "multistep", "constant")
-DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 # Training methods of the far-away chapter: a loss, optionally with an outlier objective, by one name.
@@ -209,8 +212,6 @@ class TrainConfig:
     # ------------------------------------------------------------------ validation
     def validate(self) -> TrainConfig:
         """Raise ``ValueError`` naming the key, the value and the valid choices. Returns ``self``."""
-        from lnlib.data import ID_SETS, OOD_SETS  # lazy: importing lnlib.data loads no data
-
         def choose(key, choices):
             value = getattr(self, key)
             if value not in choices:
@@ -228,7 +229,7 @@ class TrainConfig:
             return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
         choose("dataset", tuple(ID_SETS))
-        choose("model", MODELS)
+        choose("model", tuple(MODELS))
         choose("loss", LOSSES)
         choose("outlier", OUTLIERS)
         choose("schedule", SCHEDULES)

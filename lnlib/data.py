@@ -9,8 +9,9 @@ Where data comes from (DESIGN.md, section 4):
 * ``fashion_mnist`` — ``data/raw/FashionMNIST/raw`` (torchvision's layout), else Debian's
   ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``, copied and verified), else a
   torchvision download by ``python -m lnlib data fetch fashion_mnist``.
-* ``cifar10``, ``cifar100`` — the python-pickle archive in ``data/raw/`` (MD5-checked, :mod:`lnlib.paper_sets`),
-  downloaded by ``python -m lnlib data fetch cifar10`` (needs internet once, or the archive placed by hand).
+* ``cifar10``, ``cifar100`` — the python-pickle archive in ``data/raw/`` (:data:`CIFAR`, MD5-checked by
+  :mod:`lnlib.download`), downloaded by ``python -m lnlib data fetch cifar10`` (needs internet once, or the
+  archive placed by hand).
 * OOD sets generated offline and deterministically from a seed: ``digits`` (scikit-learn), ``textures``
   and ``natural_crops`` (scikit-image / scikit-learn bundled photos), ``gaussian_noise``,
   ``uniform_noise``, ``permuted`` (pixel-permuted ID test images) and ``blurred_noise`` (Hein et al. 2019).
@@ -23,8 +24,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
+import pickle
 import shutil
+import tarfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,21 +36,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lnlib.runs import atomic_torch_save
+from lnlib.download import Archive, ensure, verify
+from lnlib.files import DataMissingError, atomic_torch_save, data_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 SPLIT_SEED = 0  # the train/validation split is the same for every run, whatever cfg.seed says
 OOD_SIZE = 2000  # images per generated OOD set (digits has 1797 in all)
-
-
-def data_dir() -> Path:
-    """Root of raw downloads and caches: ``$LNLIB_DATA`` or ``<repo>/data``."""
-    return Path(os.environ.get("LNLIB_DATA", REPO_ROOT / "data"))
-
-
-class DataMissingError(FileNotFoundError):
-    """A dataset is not on this machine. The message names the set, where we looked, and the fix."""
 
 
 @dataclass
@@ -124,6 +117,46 @@ FASHION_MNIST_SHA256 = {
 }
 
 
+TV = "torchvision 0.29.1, torchvision/datasets/"  # where torchvision's digests were read
+
+
+@dataclass(frozen=True)
+class Cifar:
+    """A CIFAR archive: the python-pickle release, read without unpacking (``tar.gz`` of pickled batches)."""
+
+    archive: Archive
+    folder: str
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    label_key: str
+
+
+CIFAR = {  # the ID sets of the paper benchmark; archive and MD5 as torchvision's cifar.py records them
+    "cifar10": Cifar(Archive("cifar-10-python.tar.gz", ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
+                             "c58f30108f718f92721af3b95e74349a", TV + "cifar.py"),
+                     "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",), "labels"),
+    "cifar100": Cifar(Archive("cifar-100-python.tar.gz",
+                              ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",),
+                              "eb9058c3a382ffc7106e4002c42a8d85", TV + "cifar.py"),
+                      "cifar-100-python", ("train",), ("test",), "fine_labels"),
+}
+
+
+def read_cifar(path: Path, name: str) -> dict[str, torch.Tensor]:
+    """Train and test splits of a verified CIFAR archive: each batch is a pickle with ``data`` (N, 3072)
+    uint8 (channel-major rows of 32×32) and the labels -> uint8 (N, 3, 32, 32) and int64 (N,)."""
+    spec = CIFAR[name]
+    out = {}
+    with tarfile.open(path) as tar:
+        for split, files in (("train", spec.train), ("test", spec.test)):
+            # pickle is safe here: the archive's MD5 was checked against the published one before reading
+            batches = [pickle.load(tar.extractfile(f"{spec.folder}/{f}"), encoding="latin1") for f in files]
+            out[f"{split}_images"] = torch.from_numpy(
+                np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches]).reshape(-1, 3, 32, 32))
+            out[f"{split}_labels"] = torch.tensor([y for b in batches for y in b[spec.label_key]], dtype=torch.long)
+    return out
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -168,9 +201,6 @@ def _read_torchvision(name: str, root: Path, download: bool) -> dict[str, torch.
             **{f"{s}_images": d.data.unsqueeze(1).contiguous() for s, d in splits.items()},
             **{f"{s}_labels": d.targets.long() for s, d in splits.items()},
         }
-    from lnlib.download import ensure, verify
-    from lnlib.paper_sets import CIFAR, read_cifar
-
     archive = CIFAR[name].archive
     path = root / archive.filename
     if download:
@@ -185,15 +215,10 @@ def _cache_path(name: str) -> Path:
 
 
 def fetch(name: str) -> Path:
-    """Get an ID set or a full-scale OOD set (:mod:`lnlib.paper_sets`) onto this machine, downloading if
-    needed, and write its uint8 cache. ``make data SETS="..."``."""
-    from lnlib import paper_sets
-
-    if name in paper_sets.ARCHIVES:
-        return paper_sets.fetch(name)
+    """Get an ID set onto this machine, downloading if needed, and write its uint8 cache. (Any set by name,
+    full-scale OOD sets included, is :func:`lnlib.paper_sets.fetch_set`: ``make data SETS="..."``.)"""
     if name not in ID_SETS:
-        raise ValueError(f"dataset={name!r} is not valid; choose an ID set {sorted(ID_SETS)} or a full-scale "
-                         f"OOD set {sorted(paper_sets.ARCHIVES)}")
+        raise ValueError(f"dataset={name!r} is not valid; choose one of {sorted(ID_SETS)}")
     path = _cache_path(name)
     if not path.exists():
         root = data_dir() / "raw"

@@ -1,11 +1,12 @@
 """Data-parallel training over several processes: ``torchrun --nproc_per_node=N -m lnlib train ...``.
 
 torchrun starts N processes and gives each its ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` in the
-environment. :func:`lnlib.train.fit` then
+environment. :func:`lnlib.train.fit` then, in the lines it marks ``# torchrun``,
 
-* joins the process group (NCCL on GPUs, gloo on CPU), one GPU per process;
-* keeps on each rank only its shard of the training images, ``train_x[rank::world]``, on its device;
-* trains ``DistributedDataParallel(model)`` on ``batch_size // world`` images per rank and step, so that
+* joins the process group (NCCL on GPUs, gloo on CPU), one GPU per process (:func:`setup`);
+* keeps on each rank only its shard of the training images, ``train_x[rank::world]``, on its device
+  (:func:`shard`);
+* trains ``DistributedDataParallel(model)`` (:func:`wrap`) on ``batch_size // world`` images per rank and step, so that
   a step sees ``batch_size`` images in all and the gradients are averaged over all of them;
 * computes batch-norm statistics over the whole step's batch (all ranks), so that one step equals one
   single-process step on the concatenated batch: torch's ``SyncBatchNorm`` on GPU, and on CPU, where
@@ -22,6 +23,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.distributed.nn.functional import all_reduce  # differentiable: its backward all-reduces grads
+from torch.nn.parallel import DistributedDataParallel
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,34 @@ def join(device_type: str) -> Ranks:
             torch.cuda.set_device(ranks.local_rank)
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
     return ranks
+
+
+def setup(device: torch.device, batch_size: int) -> tuple[Ranks, torch.device]:
+    """Join the process group if launched with several processes, and this rank's device (its own GPU).
+
+    Raises before any work if ``batch_size`` does not split into equal parts over the processes.
+    """
+    ranks = join(device.type)
+    if ranks.world > 1:
+        if batch_size % ranks.world:
+            raise ValueError(f"batch_size={batch_size} does not split over {ranks.world} processes; "
+                             f"use a multiple of {ranks.world}")
+        device = torch.device("cuda", ranks.local_rank) if device.type == "cuda" else device
+    return ranks, device
+
+
+def shard(t: torch.Tensor, ranks: Ranks) -> torch.Tensor:
+    """This rank's rows ``t[rank::world]``, the same number on every rank (equal steps, no rank waits)."""
+    return t[slice(ranks.rank, len(t) - len(t) % ranks.world, ranks.world)]
+
+
+def wrap(model: nn.Module, device: torch.device, ranks: Ranks) -> nn.Module:
+    """What the training step calls: ``model`` itself in one process; under torchrun
+    ``DistributedDataParallel`` over it with batch norm over the whole step's batch (:func:`sync_batchnorm`)."""
+    if ranks.world == 1:
+        return model
+    return DistributedDataParallel(sync_batchnorm(model, device),
+                                   device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def barrier() -> None:

@@ -9,7 +9,7 @@ place where that digest was read. :func:`ensure` gets it into ``data/raw/``:
 2. else each URL is tried in turn; the bytes go to ``<file>.part``, which a later call resumes with an HTTP
    ``Range`` request; the finished file is verified, then renamed into place;
 3. a wrong checksum raises :class:`ChecksumError` naming the file, both digests and what to do; no working
-   URL raises :class:`~lnlib.data.DataMissingError` naming every URL and where to put the file by hand.
+   URL raises :class:`~lnlib.files.DataMissingError` naming every URL and where to put the file by hand.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
+
+from lnlib.files import DataMissingError
 
 CHUNK = 1 << 20
 TIMEOUT_S = 20  # per connection attempt: an offline machine fails in seconds, not minutes
@@ -81,8 +83,6 @@ def _transfer(url: str, part: Path, progress: bool) -> None:
 
 def ensure(archive: Archive, raw_dir: Path, progress: bool | None = None) -> Path:
     """Path of ``archive`` in ``raw_dir``, verified; downloaded (or resumed) first if it is not there."""
-    from lnlib.data import DataMissingError
-
     path = raw_dir / archive.filename
     if path.exists():
         return verify(path, archive)

@@ -1,26 +1,28 @@
 """Evaluate once, analyse many times: model outputs on the ID test/validation sets and every OOD set, cached.
 
-``logits(run)`` returns ``{set_name: Logits}`` and writes ``<run>/logits/<set>.npz`` (logits, labels and
+``outputs(run)`` returns ``{set_name: Outputs}`` and writes ``<run>/logits/<set>.npz`` (logits, labels and
 penultimate features) the first time; scores that need the model itself (ODIN) are cached once per
-parameter setting in ``<run>/scores/<score>-<params>/<set>.npy``. Every score, metric, figure and table
-afterwards is a pure function of these arrays, so re-evaluating a finished run costs nothing.
+parameter setting in ``<run>/scores/<score>-<params>/<set>.npy`` (:func:`set_scores`). Every score, metric,
+figure and table afterwards is a pure function of these arrays, so re-evaluating a finished run costs nothing.
+The tidy record frames built from them are in :mod:`lnlib.tidy`. Models run on the device that
+:func:`lnlib.devices.resolve_device` picks (``device="auto"``: the GPU if there is one).
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
-from lnlib import calibration, metrics, paper_sets, scores
+from lnlib import metrics, paper_sets, scores
 from lnlib.config import QUICK_EVAL_SIZE, TrainConfig
-from lnlib.data import ID_SETS, OOD_SETS, OOD_SIZE, ImageSet, load_id, load_ood, split_train_val, to_device
-from lnlib.paper_sets import CIFAR, PAPER_OOD_SETS, TABLE1_SETS
-from lnlib.runs import Run, atomic_write_bytes
+from lnlib.data import CIFAR, ID_SETS, OOD_SETS, OOD_SIZE, ImageSet, load_id, load_ood, split_train_val, to_device
+from lnlib.devices import resolve_device
+from lnlib.files import atomic_numpy_save
+from lnlib.paper_sets import PAPER_OOD_SETS, TABLE1_SETS
+from lnlib.runs import Run
 
 ID_TEST = "id_test"  # key of the ID test set among the evaluated sets
 ID_VAL = "id_val"  # the held-out validation split of the ID training set (temperature scaling)
@@ -29,7 +31,7 @@ OOD_METRICS = ("fpr95", "auroc", "aupr_in", "aupr_out")
 
 
 @dataclass
-class Logits:
+class Outputs:
     """Model outputs for one set: ``logits`` float32 (N, K), ``labels`` int64 (N,) (−1 for OOD) and the
     penultimate ``features`` float32 (N, D) that ``logits = head(features)`` is computed from."""
 
@@ -43,8 +45,8 @@ def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000,
             features: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Logits ``(N, K)`` float32 of normalised inputs ``x`` ``(N, C, H, W)``, in eval mode, in batches.
 
-    With ``features=True`` returns ``(features (N, D), logits)``, the logits computed as ``head(features)``
-    (what ``model(x)`` computes too, see :class:`lnlib.models.Classifier`).
+    With ``features=True`` returns ``(logits, features (N, D))``, in the order of :class:`Outputs`, the logits
+    computed as ``head(features)`` (what ``model(x)`` computes too, see :class:`lnlib.models.Classifier`).
     """
     was_training = model.training
     model.eval()
@@ -60,7 +62,7 @@ def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000,
         else:
             out.append(model(chunk).float())
     model.train(was_training)
-    return (torch.cat(feats), torch.cat(out)) if features else torch.cat(out)
+    return (torch.cat(out), torch.cat(feats)) if features else torch.cat(out)
 
 
 def ood_sets(cfg: TrainConfig) -> list[str]:
@@ -100,48 +102,42 @@ def evaluation_sets(cfg: TrainConfig, names=None) -> dict[str, ImageSet]:
     return sets
 
 
-def compute_logits(run: Run, model: torch.nn.Module, device, sets: dict[str, ImageSet]) -> dict[str, Logits]:
-    """Compute and cache the logits and features of ``sets`` for ``model`` (overwrites the cache)."""
+def compute_outputs(run: Run, model: torch.nn.Module, device, sets: dict[str, ImageSet]) -> dict[str, Outputs]:
+    """Compute and cache the logits and features of ``sets`` for ``model`` on ``device`` (overwrites the cache)."""
     spec = ID_SETS[run.config.dataset]
     out_dir = run.path / "logits"
     out_dir.mkdir(exist_ok=True)
     result = {}
     for name, s in sets.items():
-        h, z = predict(model, to_device(s.images, spec, device), run.config.eval_batch_size, features=True)
-        result[name] = Logits(z.cpu().numpy(), s.labels.numpy(), h.cpu().numpy())
-        _write_numpy(out_dir / f"{name}.npz", np.savez, logits=result[name].logits, labels=result[name].labels,
-                     features=result[name].features)
+        z, h = predict(model, to_device(s.images, spec, device), run.config.eval_batch_size, features=True)
+        result[name] = Outputs(z.cpu().numpy(), s.labels.numpy(), h.cpu().numpy())
+        atomic_numpy_save(out_dir / f"{name}.npz", np.savez, logits=result[name].logits, labels=result[name].labels,
+                          features=result[name].features)
     return result
 
 
-def _write_numpy(path: Path, save, *args, **kwargs) -> None:
-    """``save(file, *args, **kwargs)`` (``np.save`` or ``np.savez``) into ``path``, atomically."""
-    buffer = io.BytesIO()
-    save(buffer, *args, **kwargs)
-    atomic_write_bytes(buffer.getvalue(), path)
-
-
-def _load_npz(path: Path) -> Logits | None:
+def _load_npz(path: Path) -> Outputs | None:
     """A cached set, or None if it is missing or predates cached features (then it is recomputed)."""
     if not path.exists():
         return None
     with np.load(path) as f:
-        return Logits(f["logits"], f["labels"], f["features"]) if "features" in f else None
+        return Outputs(f["logits"], f["labels"], f["features"]) if "features" in f else None
 
 
-def logits(run: Run, names=None, device="cpu") -> dict[str, Logits]:
+def outputs(run: Run, names=None, device="auto") -> dict[str, Outputs]:
     """Cached outputs of ``names`` (default :func:`default_sets`); computes missing ones from ``model.pt``."""
     names = default_sets(run.config) if names is None else list(names)
     out = {n: _load_npz(run.path / "logits" / f"{n}.npz") for n in names}
     missing = [n for n, v in out.items() if v is None]
     if missing:
         sets = evaluation_sets(run.config, missing)  # validates the names before loading the model
-        out.update(compute_logits(run, run.load_model(device), device, sets))
+        device = resolve_device(device)
+        out.update(compute_outputs(run, run.load_model(device), device, sets))
     return out
 
 
 # ------------------------------------------------------------------------------------------- scores
-def score_sets(run: Run, score: str, names=None, device="cpu", **params) -> dict[str, np.ndarray]:
+def set_scores(run: Run, score: str, names=None, device="auto", **params) -> dict[str, np.ndarray]:
     """Scores (higher = more ID) of ``names`` under ``score`` with ``params`` (see :data:`lnlib.scores.SCORES`).
 
     Scores of logits or features come from the cached outputs. A score that needs the model (ODIN) is
@@ -153,29 +149,30 @@ def score_sets(run: Run, score: str, names=None, device="cpu", **params) -> dict
     params = scores.score_params(score, **params)  # raises on bad names before any work
     names = default_sets(run.config) if names is None else list(names)
     if scores.SCORES[score].needs != "model":
-        outputs = logits(run, names, device)
-        return {n: scores.from_outputs(score, o.logits, o.features, **params) for n, o in outputs.items()}
+        return {n: scores.from_outputs(score, o.logits, o.features, **params)
+                for n, o in outputs(run, names, device).items()}
     folder = run.path / "scores" / (score + "".join(f"-{k}{v:g}" for k, v in sorted(params.items())))
     result = {n: np.load(folder / f"{n}.npy") for n in names if (folder / f"{n}.npy").exists()}
     missing = [n for n in names if n not in result]
     if missing:
+        device = resolve_device(device)
         spec, model = ID_SETS[run.config.dataset], run.load_model(device)
         folder.mkdir(parents=True, exist_ok=True)
         for name, s in evaluation_sets(run.config, missing).items():
             x = to_device(s.images, spec, device)
             result[name] = scores.odin(model, x, std=spec.std, batch_size=run.config.eval_batch_size, **params)
-            _write_numpy(folder / f"{name}.npy", np.save, result[name])
+            atomic_numpy_save(folder / f"{name}.npy", np.save, result[name])
     return {n: result[n] for n in names}
 
 
-def ood_table(evaluated: dict[str, Logits], positive: str = "id") -> dict:
+def ood_table(evaluated: dict[str, Outputs], positive: str = "id") -> dict:
     """MSP-based OOD metrics of every OOD set against the ID test set, plus their average (metrics.json).
 
     Scores are :func:`lnlib.scores.log_msp` (rank-equivalent to MSP, no float ties). Returns a JSON-ready
     dict with the convention spelled out.
     """
     by_set = {n: scores.log_msp(z.logits) for n, z in evaluated.items()}
-    per_set = {name: {**m, "n": n} for name, (m, n) in _ood_metrics(by_set, positive).items()}
+    per_set = {name: {**m, "n": n} for name, (m, n) in ood_metrics_per_set(by_set, positive).items()}
     average = {k: float(np.mean([m[k] for m in per_set.values()])) for k in OOD_METRICS}
     return {"score": "msp", "convention": convention(positive), "n_id": int(len(by_set[ID_TEST])),
             "sets": per_set, "average": average}
@@ -189,82 +186,21 @@ def convention(positive: str = "id", protocol: str = "all") -> str:
             f"higher score = more in-distribution; {images}")
 
 
-def _ood_metrics(by_set: dict[str, np.ndarray], positive: str, protocol: str = "all"):
+def ood_metrics_per_set(by_set: dict[str, np.ndarray], positive: str = "id", protocol: str = "all"):
     """``{ood_set: (metrics, n_ood)}`` against the ID test set, for every OOD set among ``by_set``'s keys."""
     return {n: metrics.ood_metrics_protocol(by_set[ID_TEST], s, positive, protocol)
             for n, s in by_set.items() if n not in ID_KEYS}
 
 
-def per_set(run: Run, fn, names=None, device="cpu") -> dict[str, np.ndarray]:
+def per_set(run: Run, fn, names=None, device="auto") -> dict[str, np.ndarray]:
     """``{set: fn(logits)}`` over the cached outputs, e.g. ``per_set(run, scores.msp)`` for histograms of the
-    actual MSP values (``score_sets`` returns the ranking form)."""
-    return {n: fn(o.logits) for n, o in logits(run, names, device).items()}
+    actual MSP values (``set_scores`` returns the ranking form)."""
+    return {n: fn(o.logits) for n, o in outputs(run, names, device).items()}
 
 
-def split_by_correctness(run: Run, values_fn, device="cpu") -> dict[str, np.ndarray]:
+def split_by_correctness(run: Run, values_fn, device="auto") -> dict[str, np.ndarray]:
     """``values_fn(logits)`` on the ID test images the model classifies correctly and on those it gets wrong."""
-    test = logits(run, [ID_TEST], device)[ID_TEST]
+    test = outputs(run, [ID_TEST], device)[ID_TEST]
     correct = test.logits.argmax(axis=1) == test.labels
     values = values_fn(test.logits)
     return {"ID test, correct": values[correct], "ID test, wrong": values[~correct]}
-
-
-# --------------------------------------------------------------------------------- tidy result records
-def run_columns(run: Run) -> dict:
-    """The columns that identify a run in every record frame: loss, method, tau (NaN for CE), seed, run."""
-    cfg = run.config
-    return {"loss": cfg.loss, "method": cfg.method, "tau": cfg.tau if cfg.loss == "logitnorm" else np.nan,
-            "seed": cfg.seed, "run": run.path.name}
-
-
-def ood_records(runs, score_list=("msp",), params=None, positive: str = "id", device="cpu",
-                protocol: str = "all") -> pd.DataFrame:
-    """One row per (run, score, OOD set, metric): the raw numbers behind every OOD table.
-
-    ``params``: ``{score: {param: value}}`` overriding :data:`lnlib.scores.SCORES` defaults. Columns:
-    ``loss, method, tau, seed, run, score, ood_set, n_id, n_ood, metric, value`` with ``value`` a fraction in
-    [0, 1]; metrics ``fpr95`` (under ``positive``'s convention), ``auroc``, ``aupr_in``, ``aupr_out``.
-    ``protocol``: ``'all'`` OOD images (default) or the ``'official'`` code's sampling
-    (:func:`lnlib.metrics.ood_metrics_protocol`); ``n_ood`` is the number scored per draw.
-    """
-    params = params or {}
-    stray = sorted(set(params) - set(score_list))
-    if stray:
-        raise ValueError(f"params given for {stray}, which are not in score_list={list(score_list)}")
-    for name in score_list:  # every name and parameter is checked before any run is touched
-        scores.score_params(name, **params.get(name, {}))
-    metrics.check_positive(positive)
-    metrics.check_protocol(protocol)
-    rows = []
-    for run in runs:
-        for name in score_list:
-            by_set = score_sets(run, name, [ID_TEST, *ood_sets(run.config)], device, **params.get(name, {}))
-            for ood_set, (m, n_ood) in _ood_metrics(by_set, positive, protocol).items():
-                sizes = {"n_id": len(by_set[ID_TEST]), "n_ood": n_ood}
-                rows += [{**run_columns(run), "score": name, "ood_set": ood_set, **sizes, "metric": k, "value": v}
-                         for k, v in m.items()]
-    return pd.DataFrame(rows)
-
-
-def accuracy_records(runs) -> pd.DataFrame:
-    """One row per run: ``loss, method, tau, seed, run, metric='accuracy', value`` (ID test accuracy, a fraction)."""
-    return pd.DataFrame([{**run_columns(run), "metric": "accuracy", "value": run.metrics["test_acc"]}
-                         for run in runs])
-
-
-def calibration_records(runs, device="cpu") -> pd.DataFrame:
-    """Temperature scaling per run: T fitted on the validation split, the test set measured before and after.
-
-    Columns ``loss, method, tau, seed, run, metric, stage, value``: metric in ece, nll, mmc, accuracy (fractions;
-    NLL in nats) with stage ``before`` (T = 1) or ``after`` (the fitted T), and ``temperature`` (stage
-    ``after``: the fitted T).
-    """
-    rows = []
-    for run in runs:
-        out = logits(run, [ID_TEST, ID_VAL], device)
-        fitted = calibration.fit_temperature(out[ID_VAL].logits, out[ID_VAL].labels)
-        for stage, t in (("before", 1.0), ("after", fitted)):
-            report = calibration.calibration_report(out[ID_TEST].logits, out[ID_TEST].labels, t)
-            rows += [{**run_columns(run), "metric": k, "stage": stage, "value": v} for k, v in report.items()]
-        rows.append({**run_columns(run), "metric": "temperature", "stage": "after", "value": fitted})
-    return pd.DataFrame(rows)

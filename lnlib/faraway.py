@@ -43,7 +43,8 @@ def float64_model(model: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def _logits(model64: nn.Module, z: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return torch.cat([model64(chunk) for chunk in z.split(batch_size)])
+    """float64 logits of ``z`` (on the model's device), returned on the CPU for NumPy."""
+    return torch.cat([model64(chunk).cpu() for chunk in z.split(batch_size)])
 
 
 def alpha_curve(model: nn.Module, x: torch.Tensor, alphas=ALPHAS, batch_size: int = 500,
@@ -148,16 +149,16 @@ def ray_limit(model: nn.Module, x: torch.Tensor, alphas=ALPHAS, batch_size: int 
         chunk, block, previous = x[start:start + batch_size], [], None
         for j, a in enumerate(alphas):
             current, logits = _pattern_and_logits(model64, a * chunk)
-            block.append(logits.numpy())
+            block.append(logits.cpu().numpy())
             if previous is not None:
-                changed[start:start + len(chunk), j - 1] = (current != previous).any(dim=1).numpy()
+                changed[start:start + len(chunk), j - 1] = (current != previous).any(dim=1).cpu().numpy()
             previous = current
         along.append(np.stack(block, axis=1))
     last_change = np.where(changed.any(axis=1), changed.shape[1] - np.argmax(changed[:, ::-1], axis=1), 0)
     alpha_final = alphas[last_change]
     # In the final region f(αx) = α·slope + offset exactly, so two points of it give both: α_f and 2α_f,
     # each ray at its own alpha_final (at the largest α the offset would drown in rounding, f ~ 1e18·slope).
-    at = torch.from_numpy(alpha_final).view(-1, *[1] * (x.ndim - 1))
+    at = torch.from_numpy(alpha_final).to(x.device).view(-1, *[1] * (x.ndim - 1))
     f1, f2 = _logits(model64, at * x, batch_size).numpy(), _logits(model64, 2 * at * x, batch_size).numpy()
     slope = (f2 - f1) / alpha_final[:, None]
     offset = 2 * f1 - f2
@@ -209,7 +210,7 @@ def alpha_scaling_table(model: nn.Module, u: torch.Tensor, alphas=ALPHAS, level:
         log_confidence = alpha_curve(model, u, alphas, batch_size)
     threshold = alpha_threshold(log_confidence, alphas, level)
     at = np.where(np.isfinite(threshold), threshold, alphas[-1])
-    clipped = (torch.from_numpy(at).view(-1, *[1] * (u.ndim - 1)) * u.double()).clamp(0, 1)
+    clipped = (torch.from_numpy(at).to(u.device).view(-1, *[1] * (u.ndim - 1)) * u.double()).clamp(0, 1)
     confidence = scores.msp(_logits(float64_model(model), clipped, batch_size))
     return {"median_alpha": float(np.median(threshold)), "reached": float(np.isfinite(threshold).mean()),
             "clipped_overconfident": float((confidence > clipped_level).mean())}

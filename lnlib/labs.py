@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from lnlib import faraway, losses, metrics
-from lnlib.runs import atomic_write_text
+from lnlib.files import atomic_write_text
 
 LABS_DIR = Path(__file__).resolve().parents[1] / "nbs" / "labs"
 SOLUTION_TAG = "solution"

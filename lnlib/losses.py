@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+LOSSES = ("ce", "logitnorm")  # TrainConfig.loss: softmax cross-entropy, LogitNorm
 LOGIT_NORM_EPS = 1e-7  # added to the norm (not the squared norm), as in the official LogitNorm code
 
 
@@ -125,8 +126,6 @@ def confidence_logits(cfg):
 
 def make_loss(cfg):
     """The loss a :class:`~lnlib.config.TrainConfig` asks for: ``(logits, labels) -> scalar``."""
-    if cfg.loss == "ce":
-        return cross_entropy
-    if cfg.loss == "logitnorm":
-        return LogitNormLoss(cfg.tau)
-    raise ValueError(f"loss={cfg.loss!r} is not valid; choose one of ['ce', 'logitnorm']")
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"loss={cfg.loss!r} is not valid; choose one of {list(LOSSES)}")
+    return LogitNormLoss(cfg.tau) if cfg.loss == "logitnorm" else cross_entropy

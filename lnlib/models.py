@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lnlib.data import ID_SETS
+
 
 class Classifier(nn.Module):
     """``logits = head(features(x))``; ``features`` ends with the penultimate activations."""
@@ -170,8 +172,6 @@ def create_model(name: str, in_shape: tuple[int, ...], num_classes: int, dropout
 def build_model(cfg) -> Classifier:
     """The model a :class:`~lnlib.config.TrainConfig` describes (seeded by ``cfg.seed``), in the memory
     format it trains in; ``.to(device)`` and ``load_state_dict`` keep that format."""
-    from lnlib.data import ID_SETS
-
     spec = ID_SETS[cfg.dataset]
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, spec.shape, spec.num_classes, cfg.dropout)

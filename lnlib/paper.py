@@ -12,6 +12,9 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from lnlib.data import NOISE_OOD_SETS
+from lnlib.hein import TEST_IMAGES, UNIFORM_NOISE
+
 VERIFIED = "verified"
 SECOND_HAND = "second-hand"  # a paper number quoted by someone else, not checked against the paper
 NOT_THE_PAPER = "not the paper"  # a third party's measurement, for scale only
@@ -106,15 +109,12 @@ def _fpr_row(ood: pd.DataFrame, which: str, scale: str) -> tuple:
 def reproduction_status(accuracy: pd.DataFrame, ood: pd.DataFrame, rays: pd.DataFrame, scale: str,
                         ray_scale: str) -> pd.DataFrame:
     """Each claim of both papers: the paper's number with its status, ours, at ``scale`` (runs) or ``ray_scale``
-    (rays), and a verdict computed from ours (never typed). Inputs are record frames of :mod:`lnlib.evaluate` and
-    :mod:`lnlib.hein`: ``accuracy`` and ``ood`` (MSP) for cross-entropy and LogitNorm runs over seeds, ``rays``
-    for a cross-entropy run (the two sets of directions of :func:`lnlib.hein.ray_inputs`).
+    (rays), and a verdict computed from ours (never typed). Inputs are record frames of :mod:`lnlib.tidy`:
+    ``accuracy`` and ``ood`` (MSP) for cross-entropy and LogitNorm runs over seeds, ``rays`` for a cross-entropy
+    run (the two sets of directions of :func:`lnlib.hein.ray_inputs`).
 
     A difference counts as one "in direction" only when it exceeds twice its standard error over seeds.
     """
-    from lnlib.data import NOISE_OOD_SETS
-    from lnlib.hein import TEST_IMAGES, UNIFORM_NOISE
-
     real, noise = ood[~ood["ood_set"].isin(NOISE_OOD_SETS)], ood[ood["ood_set"].isin(NOISE_OOD_SETS)]
     acc = _per_run(accuracy, "accuracy").groupby(level="loss").mean() * 100
     ce_rays = rays.query("loss == 'ce'").groupby(["set", "metric"])["value"].mean()

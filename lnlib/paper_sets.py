@@ -31,20 +31,20 @@ from __future__ import annotations
 import gzip
 import tarfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from lnlib.data import CIFAR, ID_SETS, TV, ImageSet, adapt_images
+from lnlib.data import fetch as fetch_id_set
 from lnlib.download import Archive, ensure
-from lnlib.runs import atomic_torch_save
+from lnlib.files import DataMissingError, atomic_torch_save, data_dir
 
 SIZE = 32
 PLACES_SUBSET = 10_000  # images drawn (seed 0) from Places365's validation images
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
-TV = "torchvision 0.29.1, torchvision/datasets/"  # where torchvision's digests were read
 ODIN = "the ODIN release as linked by weitliu/energy_ood's README; MD5 from kkirchheim/pytorch-ood odin.py"
 ARCHIVES = {
     "svhn": Archive("test_32x32.mat", ("http://ufldl.stanford.edu/housenumbers/test_32x32.mat",),
@@ -74,46 +74,7 @@ ARCHIVES = {
 
 
 
-@dataclass(frozen=True)
-class Cifar:
-    """A CIFAR archive: the python-pickle release, read without unpacking (``tar.gz`` of pickled batches)."""
-
-    archive: Archive
-    folder: str
-    train: tuple[str, ...]
-    test: tuple[str, ...]
-    label_key: str
-
-
-CIFAR = {  # the ID sets of the paper benchmark; archive and MD5 as torchvision's cifar.py records them
-    "cifar10": Cifar(Archive("cifar-10-python.tar.gz", ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
-                             "c58f30108f718f92721af3b95e74349a", TV + "cifar.py"),
-                     "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",), "labels"),
-    "cifar100": Cifar(Archive("cifar-100-python.tar.gz",
-                              ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",),
-                              "eb9058c3a382ffc7106e4002c42a8d85", TV + "cifar.py"),
-                      "cifar-100-python", ("train",), ("test",), "fine_labels"),
-}
-
-
 # ------------------------------------------------------------------------------------------- readers
-def read_cifar(path: Path, name: str) -> dict[str, torch.Tensor]:
-    """Train and test splits of a verified CIFAR archive: each batch is a pickle with ``data`` (N, 3072)
-    uint8 (channel-major rows of 32×32) and the labels -> uint8 (N, 3, 32, 32) and int64 (N,)."""
-    import pickle
-
-    spec = CIFAR[name]
-    out = {}
-    with tarfile.open(path) as tar:
-        for split, files in (("train", spec.train), ("test", spec.test)):
-            # pickle is safe here: the archive's MD5 was checked against the published one before reading
-            batches = [pickle.load(tar.extractfile(f"{spec.folder}/{f}"), encoding="latin1") for f in files]
-            out[f"{split}_images"] = torch.from_numpy(
-                np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches]).reshape(-1, 3, SIZE, SIZE))
-            out[f"{split}_labels"] = torch.tensor([y for b in batches for y in b[spec.label_key]], dtype=torch.long)
-    return out
-
-
 def _pil_to_tensor(img) -> torch.Tensor:
     """PIL image -> uint8 (3, H, W)."""
     return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
@@ -209,15 +170,11 @@ def _check(name: str) -> None:
 
 
 def cache_path(name: str) -> Path:
-    from lnlib.data import data_dir
-
     return data_dir() / "cache" / "ood" / f"{name}.pt"
 
 
 def fetch(name: str, progress: bool | None = None) -> Path:
     """Download (or find in ``data/raw/``) and verify the archive of ``name``, read it once, cache it."""
-    from lnlib.data import data_dir
-
     _check(name)
     path = cache_path(name)
     if not path.exists():
@@ -234,8 +191,6 @@ def load(name: str, shape: tuple[int, int, int]):
     Another shape is made the way the offline sets are: RGB to grey by luma, antialiased bilinear resize.
     Raises :class:`~lnlib.data.DataMissingError` with the fetch command when the set is not cached.
     """
-    from lnlib.data import DataMissingError, ImageSet, adapt_images
-
     _check(name)
     path = cache_path(name)
     if not path.exists():
@@ -244,3 +199,14 @@ def load(name: str, shape: tuple[int, int, int]):
                                f"{ARCHIVES[name].filename} placed in data/raw/ by hand)")
     images = adapt_images(torch.load(path, weights_only=True)["images"], shape)
     return ImageSet(name, images, torch.full((len(images),), -1, dtype=torch.long))
+
+
+def fetch_set(name: str, progress: bool | None = None) -> Path:
+    """Any set by name onto this machine (``make data SETS="..."``): an ID set (:func:`lnlib.data.fetch`) or a
+    full-scale OOD set (:func:`fetch`). Returns its cache file."""
+    if name in ARCHIVES:
+        return fetch(name, progress)
+    if name in ID_SETS:
+        return fetch_id_set(name)
+    raise ValueError(f"dataset {name!r} is not valid; choose an ID set {sorted(ID_SETS)} or a full-scale "
+                     f"OOD set {sorted(ARCHIVES)}")

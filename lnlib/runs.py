@@ -1,4 +1,4 @@
-"""Run folders: one finished (or resumable) training run on disk, and ``load_or_train``.
+"""Run folders: one finished (or resumable) training run on disk (``lnlib.train.load_or_train`` makes them).
 
 A run lives in ``data/runs/<slug>-<hash8>/`` where ``hash8`` is :meth:`TrainConfig.content_hash`::
 
@@ -12,10 +12,9 @@ A run lives in ``data/runs/<slug>-<hash8>/`` where ``hash8`` is :meth:`TrainConf
     scores/<score>-<params>/<set>.npy  cached scores that need the model itself (ODIN)
     rays/<set>-<hash>.npz  cached far-away scans along rays α·u, keyed by directions and grid (lnlib.hein.scan)
 
-Analyses over many runs (tables, figures of the book's chapters) go to ``<runs>/../analysis/<notebook>/``.
-
-Every file is written atomically (temporary file in the same folder, then ``os.replace``), so a run killed
-at any instant leaves either the old or the new version of each file, never half a file.
+Analyses over many runs (tables, figures of the book's chapters) go to ``<runs>/../analysis/<notebook>/``
+(:func:`lnlib.files.analysis_dir`). Every file is written atomically (:mod:`lnlib.files`), so a run killed at
+any instant leaves either the old or the new version of each file, never half a file.
 """
 
 from __future__ import annotations
@@ -24,10 +23,8 @@ import csv
 import fcntl
 import io
 import json
-import os
 import platform
 import subprocess
-import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,46 +32,18 @@ from pathlib import Path
 import torch
 
 from lnlib.config import TrainConfig
-
-
-# ------------------------------------------------------------------------------------- atomic writes
-def atomic_write_bytes(data: bytes, path: Path) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a partial one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    atomic_write_bytes(text.encode(), path)
-
-
-def atomic_write_json(obj, path: Path) -> None:
-    atomic_write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(buffer.getvalue(), path)
+from lnlib.devices import resolve_device
+from lnlib.files import REPO_ROOT, atomic_write_json, atomic_write_text, runs_dir
+from lnlib.models import build_model
 
 
 # ---------------------------------------------------------------------------------------- environment
 def git_commit() -> str | None:
     """The repository's HEAD commit (with ``-dirty`` if the work tree has changes), or None."""
-    root = Path(__file__).resolve().parents[1]
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return head + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -104,20 +73,6 @@ def environment(device: torch.device) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- run folder
-def runs_dir() -> Path:
-    """Where run folders live: ``$LNLIB_RUNS``, else ``<data dir>/runs``."""
-    if os.environ.get("LNLIB_RUNS"):
-        return Path(os.environ["LNLIB_RUNS"])
-    from lnlib.data import data_dir
-
-    return data_dir() / "runs"
-
-
-def analysis_dir(name: str) -> Path:
-    """Where a notebook saves what it derives from many runs (CSV tables, figures): ``<runs>/../analysis/<name>``."""
-    return runs_dir().parent / "analysis" / name
-
-
 class Run:
     """A run folder. Cheap to construct; reads files only when asked."""
 
@@ -162,14 +117,25 @@ class Run:
         writer.writerows(rows)
         atomic_write_text(buffer.getvalue(), self.path / "history.csv")
 
-    def load_model(self, device="cpu") -> torch.nn.Module:
-        """The trained model in eval mode, rebuilt from config.json and model.pt as it was trained
-        (same memory format, hence the same kernels and the same logits bit for bit on the same device)."""
-        from lnlib.models import build_model
-
+    def load_model(self, device="auto") -> torch.nn.Module:
+        """The trained model in eval mode on ``device`` (:func:`lnlib.devices.resolve_device`), rebuilt from
+        config.json and model.pt as it was trained (same memory format, hence the same kernels and the same
+        logits bit for bit on the same device)."""
+        device = resolve_device(device)
         model = build_model(self.config)
         model.load_state_dict(torch.load(self.path / "model.pt", map_location=device, weights_only=True))
         return model.to(device).eval()
+
+    def start(self, cfg: TrainConfig, env: dict) -> None:
+        """Prepare the folder for (re)training ``cfg``: config.json, env.json; not complete until metrics.json."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        config_file = self.path / "config.json"
+        # Compared by hash: fields the run does not use (τ of a CE run, fields added later) may differ.
+        if config_file.exists() and self.config.content_hash() != cfg.content_hash():
+            raise ValueError(f"{self.path} holds a run of a different config; refusing to mix them")
+        atomic_write_json(cfg.to_dict(), config_file)
+        (self.path / "metrics.json").unlink(missing_ok=True)  # a run being (re)trained is not complete
+        atomic_write_json(env, self.path / "env.json")
 
     @contextmanager
     def lock(self):
@@ -181,31 +147,3 @@ class Run:
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def load_or_train(cfg: TrainConfig, root: Path | None = None, progress: bool | None = None) -> Run:
-    """Return the finished run for ``cfg``; resume it if it was interrupted; train it otherwise.
-
-    Book builds and labs call this, so nothing that exists is ever trained twice.
-    """
-    cfg.validate()
-    run = Run.for_config(cfg, root)
-    if run.is_complete():
-        return run
-    from lnlib.distributed import launched
-    from lnlib.train import fit
-
-    if launched().world > 1:  # torchrun's processes train together; a lock held by one would stall the rest
-        return fit(cfg, run=run, progress=progress)
-    with run.lock():
-        if not run.is_complete():  # another process may have finished it while we waited
-            fit(cfg, run=run, progress=progress)
-    return run
-
-
-def load_or_train_all(cfgs, root: Path | None = None, progress: bool | None = None) -> list[Run]:
-    """:func:`load_or_train` for each config, in order; every config is validated before any training."""
-    cfgs = list(cfgs)
-    for cfg in cfgs:
-        cfg.validate()
-    return [load_or_train(cfg, root, progress) for cfg in cfgs]

@@ -2,7 +2,7 @@
 
 Scores of logits map ``(N, K)`` (numpy or torch) to ``(N,)`` float64 numpy. GradNorm also needs the
 penultimate features ``(N, D)``; ODIN needs the model itself (it perturbs the input). :data:`SCORES` lists
-them all with their parameters; :func:`lnlib.evaluate.score_sets` computes any of them for a run, from the
+them all with their parameters; :func:`lnlib.evaluate.set_scores` computes any of them for a run, from the
 cached logits and features, or (ODIN) once from the model, cached too.
 
 Where a score is a probability that saturates (MSP, the normalised confidence), the function used for
@@ -185,7 +185,7 @@ def from_outputs(name: str, logits, features=None, **params) -> np.ndarray:
     """Score ``name`` from logits (and features for GradNorm); ranking form (log for MSP-like scores)."""
     params = score_params(name, **params)
     if SCORES[name].needs == "model":
-        raise ValueError(f"score {name!r} needs the model and its inputs; use lnlib.evaluate.score_sets")
+        raise ValueError(f"score {name!r} needs the model and its inputs; use lnlib.evaluate.set_scores")
     if name == "gradnorm":
         if features is None:
             raise ValueError("score 'gradnorm' needs the penultimate features")

@@ -1,7 +1,7 @@
 """Result tables as pandas DataFrames: mean ± std over seeds, best value in bold, arrows in the headers.
 
 The input is always a tidy frame of raw numbers (one row per run and quantity, e.g.
-:func:`lnlib.evaluate.ood_records`), which is also what gets saved as CSV: tables are views of it.
+:func:`lnlib.tidy.ood_records`), which is also what gets saved as CSV: tables are views of it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lnlib.runs import atomic_write_text
+from lnlib.files import atomic_write_text
 from lnlib.scores import SCORES
 
 LABELS = {"fpr95": "FPR95 ↓", "auroc": "AUROC ↑", "aupr_in": "AUPR-In ↑", "aupr_out": "AUPR-Out ↑",

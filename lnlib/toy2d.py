@@ -19,9 +19,9 @@ from sklearn.datasets import make_moons
 
 from lnlib import scores
 from lnlib.faraway import activation_pattern, confidence_pgd, float64_model
+from lnlib.files import atomic_torch_save
 from lnlib.losses import cross_entropy, logit_norm_loss, max_log_confidence
 from lnlib.models import MLP
-from lnlib.runs import atomic_torch_save
 
 TOY_METHODS = ("ce", "logitnorm", "ceda", "acet")  # loss + outlier objective, as in the image chapters
 

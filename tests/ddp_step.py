@@ -1,6 +1,7 @@
 """One DDP training step, for tests/test_distributed.py: ``torchrun --standalone --nproc_per_node=2
-tests/ddp_step.py OUT``. Each rank steps on its half of the batch of :func:`batch`; rank 0 saves the model
-and every rank's loss to ``OUT``."""
+tests/ddp_step.py OUT``. Each rank steps on its half of the batch of :func:`batch` with
+:func:`lnlib.train.train_epoch` (one step: the batch is one ``batch_size``); rank 0 saves the model and the
+loss over both ranks to ``OUT``."""
 
 import sys
 
@@ -8,11 +9,11 @@ import torch
 import torch.distributed as dist
 
 from lnlib import TrainConfig
-from lnlib.distributed import join
-from lnlib.train import Trainer
+from lnlib.distributed import join, shard
+from lnlib.train import build, train_epoch
 
-CFG = TrainConfig(device="cpu", augment=False, batch_size=32, lr=0.1)  # small_cnn with batch norm
-LR = 0.1
+# small_cnn with batch norm; one epoch of one step at the warm-up's first learning rate, lr·1/1
+CFG = TrainConfig(device="cpu", augment=False, batch_size=32, lr=0.1)
 
 
 def batch(n: int = CFG.batch_size):
@@ -22,12 +23,9 @@ def batch(n: int = CFG.batch_size):
 
 if __name__ == "__main__":
     ranks = join("cpu")
-    trainer = Trainer.build(CFG, torch.device("cpu"), ranks)
+    net = build(CFG, torch.device("cpu"), ranks)
     x, y = batch()
-    part = slice(ranks.rank * len(x) // ranks.world, (ranks.rank + 1) * len(x) // ranks.world)
-    loss, _ = trainer.step(x[part], y[part], LR, torch.Generator())
-    losses = [torch.zeros(()) for _ in range(ranks.world)]
-    dist.all_gather(losses, loss)
+    loss, _ = train_epoch(net, shard(x, ranks), shard(y, ranks), 0)
     if ranks.is_main:
-        torch.save({"model": trainer.model.state_dict(), "losses": torch.stack(losses)}, sys.argv[1])
+        torch.save({"model": net.model.state_dict(), "loss": loss}, sys.argv[1])
     dist.destroy_process_group()

@@ -1,17 +1,13 @@
 """The throughput benchmark measures what it says: both loops see the same data, FLOPs are counted right."""
 
 import json
-import sys
 
 import pytest
 import torch
-from conftest import REPO
 
+from benchmarks import train_throughput as bench
 from lnlib import TrainConfig
 from lnlib.data import ID_SETS, to_device
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-import train_throughput as bench  # noqa: E402
 
 
 @pytest.mark.parametrize("dataset", ["fashion_mnist", "cifar10"])

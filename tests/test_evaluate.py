@@ -5,10 +5,11 @@ import pytest
 import torch
 from conftest import tiny_cfg
 
-from lnlib import calibration, evaluate, metrics, scores
+from lnlib import calibration, evaluate, metrics, scores, tidy
 from lnlib.data import ID_SETS, OOD_SETS, load_id, split_train_val, to_device
 from lnlib.evaluate import ID_TEST, ID_VAL
-from lnlib.runs import Run, load_or_train
+from lnlib.runs import Run
+from lnlib.train import load_or_train
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +20,7 @@ def run(tmp_path_factory, fashion_mnist_available):
 
 
 def test_outputs_are_cached_with_features_and_the_validation_split(run):
-    out = evaluate.logits(run)
+    out = evaluate.outputs(run)
     assert list(out) == [ID_TEST, ID_VAL, *OOD_SETS]
     val = out[ID_VAL]
     assert val.features.shape == (1000, 64) and val.logits.shape == (1000, 10)
@@ -34,38 +35,38 @@ def test_outputs_are_cached_with_features_and_the_validation_split(run):
 
 def test_a_cache_without_features_is_recomputed(run):
     path = run.path / "logits" / "digits.npz"
-    before = evaluate.logits(run, ["digits"])["digits"]
+    before = evaluate.outputs(run, ["digits"])["digits"]
     np.savez(path, logits=before.logits, labels=before.labels)  # the format of earlier versions
-    after = evaluate.logits(run, ["digits"])["digits"]
+    after = evaluate.outputs(run, ["digits"])["digits"]
     assert (after.logits == before.logits).all() and after.features.shape == before.features.shape
 
 
 @pytest.mark.parametrize("name", sorted(scores.SCORES))
 def test_every_score_on_a_trained_run(run, name):
-    s = evaluate.score_sets(run, name, [ID_TEST, "gaussian_noise"])
+    s = evaluate.set_scores(run, name, [ID_TEST, "gaussian_noise"])
     assert s[ID_TEST].shape == (1000,) and np.isfinite(s[ID_TEST]).all()
 
 
 def test_model_scores_are_computed_once(run, monkeypatch):
-    first = evaluate.score_sets(run, "odin", [ID_TEST, "digits"], epsilon=0.001)
+    first = evaluate.set_scores(run, "odin", [ID_TEST, "digits"], epsilon=0.001)
     assert (run.path / "scores" / "odin-epsilon0.001-temperature1000" / "digits.npy").exists()
     monkeypatch.setattr(scores, "odin", lambda *a, **k: pytest.fail("ODIN recomputed"))
-    again = evaluate.score_sets(run, "odin", [ID_TEST, "digits"], epsilon=0.001)
+    again = evaluate.set_scores(run, "odin", [ID_TEST, "digits"], epsilon=0.001)
     assert all((first[k] == again[k]).all() for k in first)
 
 
 def test_ood_records_and_the_convention_flag(run):
-    records = evaluate.ood_records([run], ["msp", "energy"], params={"energy": {"temperature": 0.5}})
+    records = tidy.ood_records([run], ["msp", "energy"], params={"energy": {"temperature": 0.5}})
     assert len(records) == 2 * len(OOD_SETS) * 4
     assert set(records.columns) == {"loss", "method", "tau", "seed", "run", "score", "ood_set", "n_id", "n_ood",
                                       "metric", "value"}
     assert (records["n_id"] == 1000).all() and (records["n_ood"] == 1000).all()
     assert records["value"].between(0, 1).all() and (records["loss"] == "ce").all()
-    flipped = evaluate.ood_records([run], ["msp"], positive="ood").set_index(["ood_set", "metric"])["value"]
+    flipped = tidy.ood_records([run], ["msp"], positive="ood").set_index(["ood_set", "metric"])["value"]
     same = records.query("score == 'msp'").set_index(["ood_set", "metric"])["value"]
     assert np.allclose(flipped.drop("fpr95", level="metric"), same.drop("fpr95", level="metric"))
     assert not np.allclose(flipped.xs("fpr95", level="metric"), same.xs("fpr95", level="metric"))
-    official = evaluate.ood_records([run], ["msp"], protocol="official")
+    official = tidy.ood_records([run], ["msp"], protocol="official")
     assert (official["n_ood"] == 200).all()  # quick run: 1000 ID test images // 5
     assert "every OOD image scored once" in evaluate.convention()
     assert "len(ID test)//5" in evaluate.convention(protocol="official")
@@ -74,13 +75,13 @@ def test_ood_records_and_the_convention_flag(run):
 def test_bad_requests_fail_before_any_work():
     nowhere = Run("/nonexistent/run")
     with pytest.raises(ValueError, match="score='foo'"):
-        evaluate.ood_records([nowhere], ["foo"])
+        tidy.ood_records([nowhere], ["foo"])
     with pytest.raises(ValueError, match=r"params given for \['enrgy'\]"):
-        evaluate.ood_records([nowhere], ["energy"], params={"enrgy": {}})
+        tidy.ood_records([nowhere], ["energy"], params={"enrgy": {}})
     with pytest.raises(ValueError, match="positive='x'"):
-        evaluate.ood_records([nowhere], ["msp"], positive="x")
+        tidy.ood_records([nowhere], ["msp"], positive="x")
     with pytest.raises(ValueError, match="protocol='paper'"):
-        evaluate.ood_records([nowhere], ["msp"], protocol="paper")
+        tidy.ood_records([nowhere], ["msp"], protocol="paper")
     with pytest.raises(ValueError, match=r"unknown evaluation sets \['svhm'\]"):
         evaluate.evaluation_sets(tiny_cfg(), ["svhm"])
     with pytest.raises(ValueError, match="val_size=0"):
@@ -88,8 +89,8 @@ def test_bad_requests_fail_before_any_work():
 
 
 def test_calibration_is_fitted_on_the_validation_split(run):
-    records = evaluate.calibration_records([run]).set_index(["metric", "stage"])["value"]
-    val = evaluate.logits(run, [ID_VAL])[ID_VAL]
+    records = tidy.calibration_records([run]).set_index(["metric", "stage"])["value"]
+    val = evaluate.outputs(run, [ID_VAL])[ID_VAL]
     t = records["temperature", "after"]
     assert ("temperature", "before") not in records.index
     assert t == pytest.approx(calibration.fit_temperature(val.logits, val.labels))
@@ -97,7 +98,7 @@ def test_calibration_is_fitted_on_the_validation_split(run):
     # the fitted T minimises the validation NLL (the test NLL may move either way: it is not fitted on it)
     nll_val = lambda t: calibration.calibration_report(val.logits, val.labels, t)["nll"]
     assert nll_val(t) <= min(nll_val(1.0), nll_val(0.9 * t), nll_val(1.1 * t))
-    accuracy = evaluate.accuracy_records([run])
+    accuracy = tidy.accuracy_records([run])
     assert accuracy["value"].tolist() == [run.metrics["test_acc"]] and accuracy["metric"].tolist() == ["accuracy"]
 
 

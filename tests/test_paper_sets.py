@@ -18,7 +18,7 @@ import torch
 from conftest import REPO
 from PIL import Image
 
-from lnlib import paper_sets
+from lnlib import data, paper_sets
 from lnlib.data import DataMissingError
 from lnlib.download import Archive, ChecksumError, ensure, file_digest
 
@@ -208,7 +208,7 @@ def test_cifar_pickle_archive_is_read_exactly(data_root, monkeypatch, name):
 
     from lnlib.data import fetch, load_id
 
-    spec = paper_sets.CIFAR[name]
+    spec = data.CIFAR[name]
     rng = np.random.default_rng(3)
     batches = {f: {"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
                    spec.label_key: [int(v) for v in rng.integers(0, 10, 4)]} for f in (*spec.train, *spec.test)}
@@ -218,7 +218,7 @@ def test_cifar_pickle_archive_is_read_exactly(data_root, monkeypatch, name):
     raw.mkdir()
     _tar(raw / spec.archive.filename, files)
     archive = dataclasses.replace(spec.archive, digest=file_digest(raw / spec.archive.filename))
-    monkeypatch.setitem(paper_sets.CIFAR, name, dataclasses.replace(spec, archive=archive))
+    monkeypatch.setitem(data.CIFAR, name, dataclasses.replace(spec, archive=archive))
 
     fetch(name)
     splits = load_id(name)

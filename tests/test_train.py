@@ -20,7 +20,8 @@ TIME_COLUMNS = ["epoch_time_s"]
 def test_augment_is_a_shifted_crop_or_its_mirror():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 2, 8, 8)
-    out = augment(x, pad=2, fill=torch.tensor([-5.0, -6.0]), generator=g)
+    mean, std = torch.tensor([5.0, 6.0]).view(1, 2, 1, 1), torch.ones(1, 2, 1, 1)  # black = (0 - mean) / std
+    out = augment(x, pad=2, generator=g, mean=mean, std=std)
     assert out.shape == x.shape
     for i in range(64):
         padded = torch.stack([torch.nn.functional.pad(x[i, c], (2, 2, 2, 2), value=v)
@@ -28,7 +29,7 @@ def test_augment_is_a_shifted_crop_or_its_mirror():
         crops = [padded[:, dy:dy + 8, dx:dx + 8] for dy in range(5) for dx in range(5)]
         assert any(torch.equal(out[i], c) or torch.equal(out[i], c.flip(2)) for c in crops)
     g2 = torch.Generator().manual_seed(0)
-    assert torch.equal(out, augment(x, 2, torch.tensor([-5.0, -6.0]), g2))
+    assert torch.equal(out, augment(x, 2, g2, mean, std))
 
 
 def test_lr_schedule():
@@ -60,11 +61,11 @@ def test_short_run_leaves_a_complete_folder(runs_root, fashion_mnist_available):
     assert list(h["epoch"]) == [1, 2] and (h["test_norm_p10"] <= h["test_norm_p90"]).all()
     assert json.loads((run.path / "env.json").read_text())["torch"] == torch.__version__
     # cached logits: a deleted set is recomputed from model.pt, identical to what training cached
-    from lnlib.evaluate import logits
+    from lnlib.evaluate import outputs
 
-    before = logits(run)
+    before = outputs(run)
     (run.path / "logits" / "textures.npz").unlink()
-    after = logits(run, ["id_test", "textures"])
+    after = outputs(run, ["id_test", "textures"])
     assert set(before) == {"id_test", "id_val", *m["ood"]["sets"]}
     for name in ("id_test", "textures"):
         assert (after[name].logits == before[name].logits).all()
@@ -154,13 +155,13 @@ def test_outlier_batch_stays_in_the_ball_and_the_box():
 
 @pytest.mark.slow
 def test_logitnorm_plus_acet_trains_and_lowers_confidence_on_noise(runs_root, fashion_mnist_available):
-    from lnlib.evaluate import logits
+    from lnlib.evaluate import outputs
     from lnlib.scores import msp
 
     plain = load_or_train(tiny_cfg(loss="logitnorm"))
     acet = load_or_train(tiny_cfg(loss="logitnorm", outlier="acet", pgd_steps=1))
     assert acet.path.name.endswith(acet.config.content_hash()) and "-acet-" in acet.path.name
     assert acet.metrics["test_acc"] > 0.5
-    noise = {name: msp(logits(run, ["blurred_noise"])["blurred_noise"].logits).mean()
+    noise = {name: msp(outputs(run, ["blurred_noise"])["blurred_noise"].logits).mean()
              for name, run in (("plain", plain), ("acet", acet))}
     assert noise["acet"] < noise["plain"] - 0.1, noise  # trained towards 1/K on this kind of noise

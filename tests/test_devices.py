@@ -1,0 +1,43 @@
+"""One device policy (lnlib.devices): training, evaluation, scoring and the far-away scans all default to 'auto'."""
+
+import importlib
+import inspect
+
+import pytest
+import torch
+
+from lnlib.devices import DEVICES, resolve_device
+
+MODULES = ("runs", "evaluate", "hein", "tidy", "train")
+
+
+def test_auto_is_the_gpu_when_there_is_one():
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_a_gpu_fails_naming_the_way_out():
+    with pytest.raises(ValueError, match=r"device='cuda'.*no CUDA GPU.*'auto' or 'cpu'"):
+        resolve_device("cuda")
+
+
+def test_an_unknown_device_names_the_choices():
+    with pytest.raises(ValueError, match=r"device='gpu' is not valid; choose one of \['auto', 'cpu', 'cuda'\]"):
+        resolve_device("gpu")
+    assert DEVICES == ("auto", "cpu", "cuda")
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_device_parameter_defaults_to_the_policy(module):
+    mod = importlib.import_module(f"lnlib.{module}")
+    members = {**vars(mod), **({"Run.load_model": mod.Run.load_model} if module == "runs" else {})}
+    checked = 0
+    for name, obj in members.items():
+        if inspect.isfunction(obj) and obj.__module__ == mod.__name__:
+            parameter = inspect.signature(obj).parameters.get("device")
+            if parameter is not None and parameter.default is not inspect.Parameter.empty:
+                assert parameter.default == "auto", f"lnlib.{module}.{name}(device={parameter.default!r})"
+                checked += 1
+    assert checked or module == "train"
