@@ -51,5 +51,6 @@ def test_no_import_goes_up(module):
 
 def test_the_check_sees_imports_inside_functions(tmp_path):
     source = tmp_path / "data.py"
-    source.write_text("def f():\n    from lnlib.runs import Run\n    import lnlib.train\n    from lnlib import plots, X\n")
+    source.write_text("def f():\n    from lnlib.runs import Run\n    import lnlib.train\n"
+                      "    from lnlib import plots, X\n")
     assert imports(source) == {"runs", "train", "plots", "__init__"}
