@@ -77,6 +77,7 @@ class IDSpec:
     classes: tuple[str, ...]
     mean: tuple[float, ...]  # per channel, on [0, 1] pixels, from the training split
     std: tuple[float, ...]
+    n_train: int  # images in the training split (the validation images are carved from it)
     fetch_hint: str  # what the user runs to get it
 
     @property
@@ -89,7 +90,7 @@ ID_SETS: dict[str, IDSpec] = {
         "fashion_mnist", (1, 28, 28),
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
          "Ankle boot"),
-        (0.2860,), (0.3530,),
+        (0.2860,), (0.3530,), 60_000,
         "make data   (= sudo apt-get install dataset-fashion-mnist, or online: "
         "python -m lnlib data fetch fashion_mnist)",
     ),
@@ -97,12 +98,12 @@ ID_SETS: dict[str, IDSpec] = {
         "cifar10", (3, 32, 32),
         ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
         # The official LogitNorm code's constants (datasets/utils.py), used for every OOD set too.
-        (0.492, 0.482, 0.446), (0.247, 0.244, 0.262),
+        (0.492, 0.482, 0.446), (0.247, 0.244, 0.262), 50_000,
         "python -m lnlib data fetch cifar10   (needs internet, 163 MB)",
     ),
     "cifar100": IDSpec(
         "cifar100", (3, 32, 32), tuple(f"class_{i}" for i in range(100)),
-        (0.492, 0.482, 0.446), (0.247, 0.244, 0.262),
+        (0.492, 0.482, 0.446), (0.247, 0.244, 0.262), 50_000,
         "python -m lnlib data fetch cifar100   (needs internet, 161 MB)",
     ),
 }

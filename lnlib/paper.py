@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import pandas as pd
 
 from lnlib.data import NOISE_OOD_SETS
@@ -106,12 +107,47 @@ def _fpr_row(ood: pd.DataFrame, which: str, scale: str) -> tuple:
             "± standard error over seeds)", scale, verdict)
 
 
+def change_words(change: float, se: float) -> str:
+    """A measured change in words: it counts only beyond two standard errors (over seeds) of itself."""
+    if not np.isfinite(change):
+        return "could not be measured (a run did not fit its training set)"
+    if change > 2 * se:
+        return f"rose ({change:+.2f} ± {se:.2f})"
+    if change < -2 * se:
+        return f"fell ({change:+.2f} ± {se:.2f})"
+    return f"did not change beyond two standard errors ({change:+.2f} ± {se:.2f})"
+
+
+def _growth_row(growth: pd.DataFrame, scale: str) -> tuple:
+    """The abstract's norm-growth claim against the cross-entropy runs' mean ‖f‖ on their training images,
+    from the epoch at which each fitted its training set to the last (:func:`lnlib.tidy.growth_after_fit`)."""
+    ce = growth.query("loss == 'ce'")
+    claim = "Under cross-entropy the logit norm keeps increasing (after the training set is fitted)"
+    paper = "qualitative (abstract; verified)"
+    if ce["at_fit"].isna().any():
+        return (claim, paper, f"{ce['at_fit'].isna().sum()} of {len(ce)} runs did not fit their training set",
+                scale, "not measured: the training set was not fitted in the epochs run")
+    change = ce["at_end"] - ce["at_fit"]
+    d, se = change.mean(), change.sem() if len(change) > 1 else float("nan")
+    if d > 2 * se:
+        verdict = "grows, at this scale"
+    elif d < -2 * se:
+        verdict = "shrinks, at this scale"
+    else:
+        verdict = "no clear change at this scale (within two standard errors)"
+    return (claim, paper, f"mean ‖f‖ on the training images {ce['at_fit'].mean():.2f} at the fitted epoch "
+            f"({ce['fit_epoch'].mean():.0f}) → {ce['at_end'].mean():.2f} at the last: {d:+.2f} ± {se:.2f} "
+            "(± standard error over seeds)", scale, verdict)
+
+
 def reproduction_status(accuracy: pd.DataFrame, ood: pd.DataFrame, rays: pd.DataFrame, scale: str,
-                        ray_scale: str) -> pd.DataFrame:
+                        ray_scale: str, regime: dict | None = None) -> pd.DataFrame:
     """Each claim of both papers: the paper's number with its status, ours, at ``scale`` (runs) or ``ray_scale``
     (rays), and a verdict computed from ours (never typed). Inputs are record frames of :mod:`lnlib.tidy`:
     ``accuracy`` and ``ood`` (MSP) for cross-entropy and LogitNorm runs over seeds, ``rays`` for a cross-entropy
-    run (the two sets of directions of :func:`lnlib.hein.ray_inputs`).
+    run (the two sets of directions of :func:`lnlib.hein.ray_inputs`). ``regime``: the paper-regime chapter's
+    runs, ``{"growth": tidy.growth_after_fit(runs), "ood": tidy.ood_records(runs, ["msp"]), "scale": str}``,
+    which add three rows (norm growth after the training set is fitted, FPR95 on real images and on noise).
 
     A difference counts as one "in direction" only when it exceeds twice its standard error over seeds.
     """
@@ -141,4 +177,10 @@ def reproduction_status(accuracy: pd.DataFrame, ood: pd.DataFrame, rays: pd.Data
          f"{clipped:.1%} (cross-entropy, uniform noise)", ray_scale + "; the paper: MNIST, SVHN, CIFAR",
          "reproduced" if clipped > 0.9 else "not reproduced at this scale (other data and network)"),
     ]
+    if regime is not None:
+        r_ood, r_scale = regime["ood"], regime["scale"]
+        noisy = r_ood["ood_set"].isin(NOISE_OOD_SETS)
+        rows[3:3] = [_growth_row(regime["growth"], r_scale),
+                     _fpr_row(r_ood[~noisy], "real-image OOD sets, training set fitted", r_scale),
+                     _fpr_row(r_ood[noisy], "synthetic-noise OOD sets, training set fitted", r_scale)]
     return pd.DataFrame(rows, columns=["claim", "paper", "ours", "scale", "verdict"]).set_index("claim")

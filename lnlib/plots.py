@@ -12,6 +12,7 @@ import matplotlib
 
 if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline", "inline"):
     matplotlib.use("Agg")  # headless by default; notebooks keep their inline backend
+import matplotlib.lines  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
@@ -298,6 +299,44 @@ def alpha_curves(panels: dict, ylabel: str, reference: dict | None = None, yscal
         ax.set(xscale="log", yscale=yscale, xlabel="α (log scale)", title=name)
     axes[0, 0].set_ylabel(ylabel)
     axes[0, -1].legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))  # clear of the bands
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def over_epochs(records, panels: dict, labels: dict | None = None, marks: dict | None = None, ncols: int = 2,
+                title: str | None = None) -> plt.Figure:
+    """Curves over training, one per method: the mean over seeds with a band of ±1 std (seaborn's ``sd``).
+
+    ``records``: a tidy frame with columns ``epoch, method, value`` (and whatever ``panels`` select on, e.g.
+    :func:`lnlib.tidy.history_records`); ``panels``: panel title -> ``(query, y label, scale)``, the query
+    selecting the panel's rows and ``scale`` multiplying the values (100 for percent); ``labels``: method ->
+    legend name; ``marks``: method -> epoch, drawn as a dotted vertical line in the method's colour (where it
+    fitted its training set, say).
+    """
+    labels = labels or {}
+    methods = list(dict.fromkeys(records["method"]))
+    colors = dict(zip(methods, PALETTE, strict=False))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.4 * ncols, 3.4 * nrows), sharex=True, squeeze=False,
+                             layout="constrained")
+    for ax, (name, (query, ylabel, scale)) in zip(axes.flat, panels.items(), strict=False):
+        part = records.query(query).assign(value=lambda f: f["value"] * scale,
+                                           method=lambda f: f["method"].map(lambda m: labels.get(m, m)))
+        sns.lineplot(part, x="epoch", y="value", hue="method", errorbar="sd", ax=ax, legend=False,
+                     palette={labels.get(m, m): colors[m] for m in methods})
+        for method, epoch in (marks or {}).items():
+            if np.isfinite(epoch):
+                ax.axvline(epoch, color=colors[method], linestyle=":", linewidth=1.5)
+        ax.set(title=name, xlabel="epoch", ylabel=ylabel)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    handles = [matplotlib.lines.Line2D([], [], color=colors[m], label=labels.get(m, m)) for m in methods]
+    if marks:
+        handles.append(matplotlib.lines.Line2D([], [], color="0.4", linestyle=":",
+                                               label="training set fitted (mean over seeds)"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small")
     if title:
         fig.suptitle(title)
     return fig

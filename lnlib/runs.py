@@ -5,6 +5,7 @@ A run lives in ``data/runs/<slug>-<hash8>/`` where ``hash8`` is :meth:`TrainConf
     config.json     asdict(cfg)                      written first
     env.json        versions, device, git commit     written at every (re)start
     history.csv     one row per finished epoch       rewritten every epoch
+    ood_history.csv OOD detection along training     with ``ood_every``: rows per evaluated epoch and OOD set
     checkpoint.pt   model + optimizer + epoch         every epoch; removed when the run is complete
     model.pt        final weights (state_dict)
     metrics.json    final metrics                    written LAST: its presence means "complete"
@@ -110,12 +111,23 @@ class Run:
         """Complete means metrics.json exists (written last) and the model weights are there."""
         return (self.path / "metrics.json").exists() and (self.path / "model.pt").exists()
 
+    @property
+    def ood_history(self):
+        """OOD detection along training (runs with ``ood_every``): one row per evaluated epoch and OOD set."""
+        import pandas as pd
+
+        return pd.read_csv(self.path / "ood_history.csv")
+
     def write_history(self, rows: list[dict]) -> None:
+        self.write_table(rows, "history.csv")
+
+    def write_table(self, rows: list[dict], name: str) -> None:
+        """``rows`` (dicts with the same keys) as the CSV file ``name`` of the run folder, atomically."""
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-        atomic_write_text(buffer.getvalue(), self.path / "history.csv")
+        atomic_write_text(buffer.getvalue(), self.path / name)
 
     def load_model(self, device="auto") -> torch.nn.Module:
         """The trained model in eval mode on ``device`` (:func:`lnlib.devices.resolve_device`), rebuilt from

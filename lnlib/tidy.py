@@ -138,3 +138,91 @@ def noise_records(runs, n: int, eps: float = 0.3, steps: int = 40, seed: int = 0
             values = {"mmc": metrics.mmc(ood_logits), "auroc": m["auroc"], "fpr95": m["fpr95"]}
             rows += [{**run_columns(run), "set": name, "n": n, "metric": k, "value": v} for k, v in values.items()]
     return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------ along training
+FIT_LEVEL = 0.995  # clean training accuracy (eval mode) from which a run has fitted its training set
+REAL, NOISE = "real-image average", "synthetic-noise average"  # the two averages over OOD sets
+
+
+def fit_epoch(run: Run, level: float = FIT_LEVEL) -> float:
+    """The first epoch whose clean training accuracy (``train_eval_acc``, eval mode) is ≥ ``level``; NaN if none."""
+    history = run.history
+    fitted = history.loc[history["train_eval_acc"] >= level, "epoch"]
+    return float(fitted.iloc[0]) if len(fitted) else float("nan")
+
+
+def growth_after_fit(runs, metric: str = "train_norm_mean", level: float = FIT_LEVEL) -> pd.DataFrame:
+    """Per run: the epoch at which it fitted its training set (:func:`fit_epoch`), ``metric`` of its history
+    there (``at_fit``, NaN if it never fitted) and at the last epoch (``at_end``). Columns ``loss, method,
+    tau, seed, run, fit_epoch, at_fit, at_end``."""
+    rows = []
+    for run in runs:
+        history, fitted = run.history.set_index("epoch")[metric], fit_epoch(run, level)
+        rows.append({**run_columns(run), "fit_epoch": fitted,
+                     "at_fit": float(history[int(fitted)]) if np.isfinite(fitted) else float("nan"),
+                     "at_end": float(history.iloc[-1])})
+    return pd.DataFrame(rows)
+
+
+def history_records(runs, metrics=("train_eval_acc", "train_norm_mean", "test_norm_mean", "ood_norm_mean",
+                                   "test_acc")) -> pd.DataFrame:
+    """One row per (run, epoch, metric) of the runs' histories: ``loss, method, tau, seed, run, epoch, metric,
+    value`` (accuracies as fractions, norms ‖f‖₂ as they are)."""
+    rows = []
+    for run in runs:
+        history = run.history
+        for metric in metrics:
+            rows += [{**run_columns(run), "epoch": int(e), "metric": metric, "value": float(v)}
+                     for e, v in zip(history["epoch"], history[metric], strict=True)]
+    return pd.DataFrame(rows)
+
+
+def with_kind_averages(records: pd.DataFrame, noise_sets) -> pd.DataFrame:
+    """``records`` (with ``ood_set`` and ``value``) plus, per run and everything else that identifies a number
+    (score, metric, epoch, ...), the mean over its real-image sets (``ood_set`` :data:`REAL`) and over its
+    ``noise_sets`` (:data:`NOISE`): taken per seed, before any aggregation over seeds."""
+    keys = [c for c in records.columns if c not in ("ood_set", "value", "n_id", "n_ood")]
+    kind = np.where(records["ood_set"].isin(noise_sets), NOISE, REAL)
+    averages = records.groupby([*keys, kind], dropna=False, sort=False)["value"].mean().reset_index()
+    averages = averages.rename(columns={averages.columns[len(keys)]: "ood_set"})
+    return pd.concat([records, averages], ignore_index=True)[records.columns]
+
+
+def along_training_records(runs, noise_sets) -> pd.DataFrame:
+    """OOD detection along training (runs trained with ``ood_every``): one row per (run, epoch, OOD set, metric),
+    metrics ``fpr95`` (ID positive) and ``auroc`` by MSP, fractions, with the averages of
+    :func:`with_kind_averages`. Columns ``loss, method, tau, seed, run, epoch, ood_set, metric, value``."""
+    rows = []
+    for run in runs:
+        along = run.ood_history
+        rows += [{**run_columns(run), "epoch": int(r.epoch), "ood_set": r.ood_set, "metric": metric,
+                  "value": float(getattr(r, metric))} for r in along.itertuples() for metric in ("fpr95", "auroc")]
+    return with_kind_averages(pd.DataFrame(rows), noise_sets)
+
+
+def at_fit_and_end(along: pd.DataFrame, growth: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :func:`along_training_records` at two stages of each run, in a column ``stage``: ``fitted``,
+    the first recorded epoch at or after the run fitted its training set (:func:`growth_after_fit`'s
+    ``fit_epoch``; runs that never fitted have no such rows), and ``end``, the last epoch."""
+    fitted = growth.set_index("run")["fit_epoch"]
+    parts = []
+    for run, part in along.groupby("run", sort=False):
+        epochs = np.sort(part["epoch"].unique())
+        later = epochs[epochs >= fitted[run]]
+        if len(later):
+            parts.append(part[part["epoch"] == later[0]].assign(stage="fitted"))
+        parts.append(part[part["epoch"] == epochs[-1]].assign(stage="end"))
+    return pd.concat(parts, ignore_index=True)
+
+
+def stage_changes(stages: pd.DataFrame) -> pd.DataFrame:
+    """From :func:`at_fit_and_end` records: per (method, ood_set, metric), the mean over seeds at fitting
+    (``fitted``, over the seeds that fitted) and at the end (``end``, over all seeds), the mean per-seed change
+    ``end − fitted`` (over the seeds that fitted: NaN if none did), its standard error and that number of seeds."""
+    levels = ["method", "ood_set", "metric"]
+    wide = stages.pivot_table(index=[*levels, "run"], columns="stage", values="value", sort=False)
+    wide = wide.reindex(columns=["fitted", "end"])
+    wide["change"] = wide["end"] - wide["fitted"]
+    groups = wide.groupby(level=levels, sort=False)
+    return groups[["fitted", "end", "change"]].mean().assign(se=groups["change"].sem(), n=groups["change"].count())

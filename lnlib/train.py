@@ -6,8 +6,10 @@ batches, augmentation, CEDA/ACET noise, forward, loss, backward, update — no h
 measures what the LogitNorm paper's argument rests on — accuracy, loss, and the distribution of the logit
 norm ‖f(x)‖₂ and of the max-softmax confidence on ID train, ID test and one OOD set — and writes
 history.csv and a checkpoint atomically; at the end the model's outputs on every evaluation set are cached
-and metrics.json is written, last. A killed run resumes from its last finished epoch and continues exactly
-as if it had never stopped: the random streams of epoch e are seeded from ``(cfg.seed, e)`` alone.
+and metrics.json is written, last. With ``cfg.ood_every`` it also follows MSP-based OOD detection along
+training (:func:`ood_along_training`, ``ood_history.csv``). A killed run resumes from its last finished epoch
+and continues exactly as if it had never stopped: the random streams of epoch e are seeded from
+``(cfg.seed, e)`` alone.
 
 Under ``torchrun`` the same loop trains data-parallel; what that takes is confined to the lines marked
 ``# torchrun`` (:mod:`lnlib.distributed`). What makes the loop fast is measured in
@@ -25,20 +27,20 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm  # text bar, shown only on a terminal (tqdm.auto warns without ipywidgets)
 
-from lnlib import distributed
-from lnlib.config import QUICK_EVAL_SIZE, QUICK_TRAIN_SIZE, TrainConfig
+from lnlib import distributed, metrics, scores
+from lnlib.config import QUICK_EVAL_SIZE, TrainConfig
 from lnlib.data import ID_SETS, load_id, split_train_val, to_device
 from lnlib.devices import resolve_device
 from lnlib.distributed import SINGLE, Ranks
-from lnlib.evaluate import ID_TEST, compute_outputs, evaluation_sets, ood_table, predict
+from lnlib.evaluate import ID_TEST, ID_VAL, compute_outputs, evaluation_sets, ood_table, predict
 from lnlib.faraway import confidence_pgd, hein_noise
 from lnlib.files import atomic_torch_save, atomic_write_json
 from lnlib.losses import confidence_logits, make_loss, max_log_confidence
-from lnlib.metrics import accuracy
 from lnlib.models import build_model
 from lnlib.runs import Run, environment
 
@@ -62,20 +64,21 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
 
     # ---- data: uint8 -> normalised float tensors on the device, once
     spec = ID_SETS[cfg.dataset]
-    train = split_train_val(load_id(cfg.dataset)["train"], cfg.val_size)[0]
-    train = train.subset(QUICK_TRAIN_SIZE) if cfg.quick else train
+    train = split_train_val(load_id(cfg.dataset)["train"], cfg.val_size)[0].subset(cfg.train_images)  # fixed
     eval_sets = evaluation_sets(cfg)  # ID test + every OOD set: monitored per epoch, evaluated at the end
     train_x, train_y = to_device(train.images, spec, device), train.labels.to(device)
     probe = QUICK_EVAL_SIZE if cfg.quick else PROBE_SIZE  # the split is already shuffled: the first images
     monitor = {"train": (train_x[:probe], train_y[:probe]),
                "test": (to_device(eval_sets[ID_TEST].images, spec, device), eval_sets[ID_TEST].labels.to(device)),
                "ood": (to_device(eval_sets[cfg.monitor_ood].images, spec, device), None)}
+    tracked = ({name: to_device(s.images, spec, device) for name, s in eval_sets.items() if name != ID_VAL}
+               if cfg.ood_every else {})  # ID test and every OOD set, for the OOD detection along training
     train_x, train_y = distributed.shard(train_x, ranks), distributed.shard(train_y, ranks)  # torchrun
 
     # ---- model and optimizer; resume from the last finished epoch
     net = build(cfg, device, ranks)
     net.steps_per_epoch(len(train_x))  # fails now, not after the first epoch
-    start_epoch, history, train_time = 0, [], 0.0
+    start_epoch, history, ood_history, train_time = 0, [], [], 0.0
     checkpoint = run.path / "checkpoint.pt"
     distributed.barrier()  # torchrun: rank 0 has prepared the folder
     if checkpoint.exists():
@@ -83,6 +86,7 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
         net.model.load_state_dict(state["model"])
         net.optimizer.load_state_dict(state["optimizer"])
         start_epoch, history, train_time = state["epoch"], state["history"], state["train_time_s"]
+        ood_history = state.get("ood_history", [])
         log(f"resuming {run.path.name} after epoch {start_epoch}")
 
     epochs = cfg.epochs_to_run
@@ -96,8 +100,12 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
                    **measure(net.model, monitor, cfg.eval_batch_size), "epoch_time_s": time.perf_counter() - t0}
             history.append(row)
             run.write_history(history)
+            if cfg.ood_every and ((epoch + 1) % cfg.ood_every == 0 or epoch + 1 == epochs):
+                ood_history += ood_along_training(net.model, tracked, cfg.eval_batch_size, row)
+                run.write_table(ood_history, "ood_history.csv")
             atomic_torch_save({"model": net.model.state_dict(), "optimizer": net.optimizer.state_dict(),
-                               "epoch": epoch + 1, "history": history, "train_time_s": train_time}, checkpoint)
+                               "epoch": epoch + 1, "history": history, "ood_history": ood_history,
+                               "train_time_s": train_time}, checkpoint)
             log(f"epoch {epoch + 1:>3}/{epochs}  loss {row['train_loss']:.4f}  train acc {row['train_acc']:.2%}  "
                 f"test acc {row['test_acc']:.2%}  mean ‖f‖ test {row['test_norm_mean']:.2f} "
                 f"({cfg.monitor_ood} {row['ood_norm_mean']:.2f})  {row['epoch_time_s']:.1f} s")
@@ -107,7 +115,7 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
     if main:
         atomic_torch_save(net.model.state_dict(), run.path / "model.pt")
         evaluated = compute_outputs(run, net.model, device, eval_sets)
-        final = {"test_acc": accuracy(evaluated[ID_TEST].logits, evaluated[ID_TEST].labels),
+        final = {"test_acc": metrics.accuracy(evaluated[ID_TEST].logits, evaluated[ID_TEST].labels),
                  "epochs": epochs, "train_time_s": train_time, "ood": ood_table(evaluated)}
         atomic_write_json(final, run.path / "metrics.json")
         checkpoint.unlink(missing_ok=True)
@@ -265,6 +273,24 @@ def measure(model: torch.nn.Module, monitor: dict, batch_size: int) -> dict[str,
     row["train_eval_acc"] = (probe_logits.argmax(1) == probe_y).float().mean().item()  # clean, eval mode
     return {**row, **logit_stats(probe_logits, "train"), **logit_stats(test_logits, "test"),
             **logit_stats(predict(model, ood_x, batch_size), "ood")}
+
+
+def ood_along_training(model: torch.nn.Module, tracked: dict, batch_size: int, row: dict) -> list[dict]:
+    """One row per OOD set of ``tracked`` (``{set: x}``, ID test under ``ID_TEST``): MSP ``fpr95`` (ID positive)
+    and ``auroc`` against the ID test set, the set's mean ‖f‖ and MSP, beside this epoch's clean training
+    accuracy and mean train/test ‖f‖ from the history ``row``."""
+    by_set = {name: predict(model, x, batch_size).cpu().numpy() for name, x in tracked.items()}
+    id_scores = scores.log_msp(by_set[ID_TEST])
+    keep = ("epoch", "train_eval_acc", "train_norm_mean", "test_norm_mean", "test_acc")
+    rows = []
+    for name, logits in by_set.items():
+        if name == ID_TEST:
+            continue
+        m = metrics.ood_metrics(id_scores, scores.log_msp(logits))
+        rows.append({**{k: row[k] for k in keep}, "ood_set": name, "fpr95": m["fpr95"], "auroc": m["auroc"],
+                     "ood_norm_mean": float(np.linalg.norm(logits.astype(np.float64), axis=1).mean()),
+                     "ood_msp_mean": metrics.mmc(logits)})
+    return rows
 
 
 # ------------------------------------------------------------------------------------------ run once

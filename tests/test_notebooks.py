@@ -7,7 +7,8 @@ import yaml
 from conftest import REPO, book_module, glue_references, glued_keys
 
 NB = REPO / "nbs" / "train.ipynb"
-COMPARISONS = ["ood_results", "scoring_functions", "calibration", "tau_ablation"]  # take a number of seeds
+# chapters that take a number of seeds
+COMPARISONS = ["ood_results", "scoring_functions", "calibration", "tau_ablation", "paper_regime"]
 
 
 def _run(tmp_path, notebook=NB, **parameters):
@@ -92,8 +93,12 @@ EXPECTED = {  # notebook -> (extra parameters, words its output must contain, fi
                        "largest |measured at α = 2^60 − limit from the slope|", "adv. noise"],
                       ["toy_confidence.png", "toy_regions.png", "alpha_curves.png", "normalized_curves.png",
                        "table2.csv", "bridge.csv", "detection_records.csv"]),
-    "reproduction_status": ({"seeds": 1, "n_rays": 20}, ["verdict", "not run", "Theorem 3.1", "real-image OOD sets"],
-                            ["status.csv"]),
+    "paper_regime": ({"seeds": 1, "milestones": [1], "train_subset": 1000},
+                     ["FPR95 ↓", "AUROC ↑", "fitted", "real-image average", "synthetic-noise average", "book: "],
+                     ["fitting.png", "ood_along_training.svg", "along_training.csv", "final_records.csv",
+                      "growth_after_fit.csv", "stage_changes.csv"]),
+    "reproduction_status": ({"seeds": 1, "n_rays": 20}, ["verdict", "not run", "Theorem 3.1", "real-image OOD sets",
+                                                         "training set fitted"], ["status.csv"]),
 }
 
 
