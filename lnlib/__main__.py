@@ -17,7 +17,8 @@ import json
 import sys
 import typing
 
-from lnlib.config import PRESETS, TrainConfig, preset
+from lnlib.config import CHOICES, PRESETS, TrainConfig, preset
+from lnlib.train import TrainingDiverged
 
 
 def _parse_bool(text: str) -> bool:
@@ -33,19 +34,32 @@ def _parse_optional_str(text: str) -> str | None:
 
 
 def _parse_int_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(t) for t in text.replace(",", " ").split())
+    """``80,140``, ``"80 140"``, ``"[80, 140]"`` or ``"(80, 140)"``; ``""`` or ``[]`` for none."""
+    try:
+        return tuple(int(t) for t in text.strip().strip("[]()").replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of whole numbers; write e.g. 80,140 or "
+                                         "\"[80, 140]\"") from None
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One ``--field`` per TrainConfig field, typed from the field's annotation; default: not given."""
+    """One ``--field`` per TrainConfig field, typed from the field's annotation, with the field's comment as its
+    help, its choices where it has a fixed set, and its default; given flags override the preset."""
     hints = typing.get_type_hints(TrainConfig)
     parsers = {bool: _parse_bool, int: int, float: float, str: str,
                str | None: _parse_optional_str, tuple[int, ...]: _parse_int_tuple}
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="default", help="a recipe to start from")
+    metavars = {bool: "true|false", int: "INT", float: "NUMBER", str: "NAME", str | None: "NAME|none",
+                tuple[int, ...]: "INT,INT,..."}
+    helps = TrainConfig.field_help()
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default", metavar="NAME",
+                        help=f"a recipe to start from; choices: {', '.join(sorted(PRESETS))} (default: default)")
     for f in dataclasses.fields(TrainConfig):
+        choices = CHOICES.get(f.name)
+        listed = f"; choices: {', '.join(str(c).lower() if c is None else str(c) for c in choices)}" if choices else ""
+        default = ",".join(map(str, f.default)) or "none" if isinstance(f.default, tuple) else f.default
         parser.add_argument(f"--{f.name}", type=parsers[hints[f.name]], default=argparse.SUPPRESS,
-                            metavar=hints[f.name].__name__ if isinstance(hints[f.name], type) else "VALUE",
-                            help=f"default: {f.default!r}")
+                            metavar=metavars[hints[f.name]],
+                            help=f"{helps[f.name]}{listed} (default: {default})".replace("%", "%%"))
 
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -105,7 +119,7 @@ def main(argv=None) -> int:
 
             for name in args.names:
                 print(f"{name}: {fetch_set(name)}")
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError, TrainingDiverged) as err:  # OSError: a full disk, a folder not writable, ...
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

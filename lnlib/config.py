@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import itertools
 import json
 import math
+import re
 from dataclasses import dataclass
 
 from lnlib.data import ID_SETS, OOD_SETS
@@ -45,6 +47,18 @@ QUICK_TRAIN_SIZE = 10_000  # training images (a fixed random subset of the train
 QUICK_EVAL_SIZE = 1000  # ID test images and images per OOD set
 QUICK_MAX_EPOCHS = 3
 
+# Fields a chapter can set itself (TrainConfig.from_namespace's set_by_chapter), and what it does instead.
+SET_BY_CHAPTER = {
+    "loss": "this chapter trains both losses, cross-entropy and LogitNorm",
+    "seed": "this chapter trains seeds 0 … seeds−1: set seeds",
+    "tau": "this chapter trains every τ of taus: set taus",
+    "outlier": "this chapter trains each method of methods: set methods",
+}
+
+# The fields with a fixed set of values, and those values: what validate() accepts and the CLI lists.
+CHOICES = {"dataset": tuple(ID_SETS), "model": tuple(MODELS), "loss": LOSSES, "outlier": OUTLIERS,
+           "schedule": SCHEDULES, "device": DEVICES, "precision": PRECISIONS, "monitor_ood": tuple(OOD_SETS)}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -55,9 +69,9 @@ class TrainConfig:
     """
 
     # what is learned
-    dataset: str = "fashion_mnist"  # in-distribution set (lnlib.data.ID_SETS)
-    model: str = "small_cnn"  # architecture (lnlib.models.MODELS)
-    loss: str = "logitnorm"  # 'ce' or 'logitnorm'
+    dataset: str = "fashion_mnist"  # in-distribution set
+    model: str = "small_cnn"  # architecture
+    loss: str = "logitnorm"  # softmax cross-entropy ('ce') or LogitNorm
     tau: float = 0.04  # LogitNorm temperature; ignored (and not hashed differently) for 'ce'
     outlier: str | None = None  # None, 'ceda' (noise) or 'acet' (most confident point near noise)
     outlier_weight: float = 1.0  # λ in mean loss(clean) + λ·mean max log softmax(noise); the paper uses 1
@@ -65,30 +79,28 @@ class TrainConfig:
     pgd_steps: int = 5  # ACET: PGD steps per batch; the paper's 40 is the 'acet_paper' preset (8x the cost)
     dropout: float = 0.0  # dropout rate inside the model (WRN recipe: 0.3)
     # how it is learned
-    epochs: int = 12
-    batch_size: int = 128
+    epochs: int = 12  # training epochs (quick mode stops after 3)
+    batch_size: int = 128  # images per SGD step (under torchrun: over all processes together)
     lr: float = 0.05  # peak learning rate (SGD)
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
+    momentum: float = 0.9  # SGD momentum
+    nesterov: bool = True  # Nesterov momentum (the LogitNorm recipe: off)
+    weight_decay: float = 5e-4  # L2 weight decay
     schedule: str = "cosine"  # 'cosine' (per step, to 0), 'multistep' (per epoch), 'constant'
     milestones: tuple[int, ...] = ()  # epochs at which 'multistep' multiplies the lr by gamma
-    gamma: float = 0.1
+    gamma: float = 0.1  # the factor 'multistep' multiplies the lr by at each milestone
     warmup: int = 1  # epochs of linear lr warm-up (per step)
     augment: bool = True  # random crop (pad 2 for 28 px, 4 for 32 px) + horizontal flip, on device
     val_size: int = 5000  # images carved from the training split for validation (never trained on)
-    train_subset: int = 0  # train on this many images of the training split (a fixed subset: the same for every
-    # seed and loss), 0 = all of them; quick mode caps it at QUICK_TRAIN_SIZE
+    train_subset: int = 0  # train on this many images of the split, a fixed subset for every seed and loss; 0 = all
     monitor_ood: str = "textures"  # OOD set whose logit norm is recorded every epoch
-    ood_every: int = 0  # every N epochs (and at the last), MSP FPR95/AUROC of ID test vs every OOD set of the
-    # run, saved in ood_history.csv; 0 = never (a run that does not ask pays nothing)
-    seed: int = 0
+    ood_every: int = 0  # every N epochs and at the last, MSP FPR95/AUROC vs every OOD set (ood_history.csv); 0 = off
+    seed: int = 0  # initial weights and every random stream of training
     # how fast / where
     device: str = "auto"  # 'auto' = cuda if available else cpu
     precision: str = "auto"  # 'auto' = bf16 autocast on cuda, fp32 on cpu
     compile: bool = False  # torch.compile the model
     channels_last: bool = True  # measured faster on CPU (oneDNN) as well as GPU
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 1000  # images per forward pass when evaluating
     quick: bool = False  # shrink the work (data subsets, ≤3 epochs) for CI and labs
 
     def __post_init__(self):
@@ -100,6 +112,13 @@ class TrainConfig:
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def field_help(cls) -> dict[str, str]:
+        """What each field means: the comment beside it in this class's source (the CLI's ``--help``)."""
+        pattern = re.compile(r"^    (\w+): [^=]+= .*?  # (.*)$")
+        found = (pattern.match(line) for line in inspect.getsource(cls).splitlines())
+        return {m.group(1): m.group(2) for m in found if m and m.group(1) in cls.field_names()}
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -114,14 +133,23 @@ class TrainConfig:
         return cfg
 
     @classmethod
-    def from_namespace(cls, namespace: dict, allowed_extra: tuple[str, ...] = ()) -> TrainConfig:
+    def from_namespace(cls, namespace: dict, allowed_extra: tuple[str, ...] = (),
+                       set_by_chapter: tuple[str, ...] = ()) -> TrainConfig:
         """Build a config from a notebook's globals after papermill injected its parameters.
 
         Every public global holding a literal (number, string, bool, None, list, tuple) must be a config
         field or in ``allowed_extra``, so that a misspelt ``-p taw 0.04`` fails loudly instead of being ignored.
         Private (``_x``) and upper-case names (imported constants such as ``LOSSES``) are not parameters.
+        ``set_by_chapter``: fields the notebook sets itself (keys of :data:`SET_BY_CHAPTER`, e.g. ``seed`` where
+        it trains seeds 0 … seeds−1); passing one fails too, since its value would be ignored.
         """
         literal = (bool, int, float, str, list, tuple, type(None))  # what a parameters cell holds
+        ignored = [name for name in set_by_chapter if name in namespace]
+        if ignored:
+            valid = [n for n in (*cls.field_names(), *allowed_extra) if n not in set_by_chapter]
+            raise ValueError(f"parameter(s) {ignored} would be ignored: " + "; ".join(
+                f"{name}={namespace[name]!r}: {SET_BY_CHAPTER[name]}" for name in ignored)
+                + f". Valid parameters of this notebook: {', '.join(valid)}")
         values, unknown = {}, []
         for name, value in namespace.items():
             if name.startswith("_") or name.isupper() or name in ("In", "Out") or name in allowed_extra:
@@ -246,14 +274,8 @@ class TrainConfig:
         def is_real(v):
             return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
-        choose("dataset", tuple(ID_SETS))
-        choose("model", tuple(MODELS))
-        choose("loss", LOSSES)
-        choose("outlier", OUTLIERS)
-        choose("schedule", SCHEDULES)
-        choose("device", DEVICES)
-        choose("precision", PRECISIONS)
-        choose("monitor_ood", tuple(OOD_SETS))
+        for key, choices in CHOICES.items():
+            choose(key, choices)
         check("tau", lambda v: is_real(v) and v > 0, "a positive number (the paper uses 0.04 for CIFAR-10)")
         check("outlier_weight", lambda v: is_real(v) and v >= 0, "a number >= 0 (the paper uses 1)")
         check("pgd_eps", lambda v: is_real(v) and 0 <= v <= 1, "a number in [0, 1] (pixels; the paper uses 0.3)")
@@ -335,6 +357,8 @@ def papermill_command(notebook: str, preset_name: str = "default", **extra) -> s
     preset's fields are validated here; the notebook checks the rest when it runs.
     """
     preset(preset_name)  # a bad preset name or recipe fails here
-    params = {**PRESETS[preset_name], **extra}
+    defaults = TrainConfig().to_dict()
+    recipe = {k: v for k, v in PRESETS[preset_name].items() if (list(v) if isinstance(v, tuple) else v) != defaults[k]}
+    params = {**recipe, **extra}  # fields at their default are left out: a chapter may set them itself
     flow = ", ".join(f"{key}: {json.dumps(list(v) if isinstance(v, tuple) else v)}" for key, v in params.items())
     return f"papermill nbs/{notebook}.ipynb out.ipynb -y '{{{flow}}}'"

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from lnlib.download import Archive, ensure, verify
-from lnlib.files import DataMissingError, atomic_torch_save, data_dir
+from lnlib.files import DataMissingError, atomic_torch_save, data_dir, load_tensors
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 SPLIT_SEED = 0  # the train/validation split is the same for every run, whatever cfg.seed says
@@ -240,6 +240,17 @@ def fetch(name: str) -> Path:
     return path
 
 
+def available(name: str) -> bool:
+    """Whether ID set ``name`` can be loaded here without a download (its cache, or the files it is built from)."""
+    if _cache_path(name).exists():
+        return True
+    raw = data_dir() / "raw"
+    if name == "fashion_mnist":
+        return (all((raw / "FashionMNIST" / "raw" / f).exists() for f in FASHION_MNIST_SHA256)
+                or all((DEBIAN_FASHION_MNIST / f"{f}.gz").exists() for f in FASHION_MNIST_SHA256))
+    return (raw / CIFAR[name].archive.filename).exists()
+
+
 def load_id(name: str) -> dict[str, ImageSet]:
     """The ID set's ``train`` and ``test`` splits from the uint8 cache (built from local files if needed)."""
     if name not in ID_SETS:
@@ -250,7 +261,7 @@ def load_id(name: str) -> dict[str, ImageSet]:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_torch_save(tensors, path)
     else:
-        tensors = torch.load(path, weights_only=True)
+        tensors = load_tensors(path, what=f"the uint8 cache of {name}")
     return {s: ImageSet(f"{name}_{s}", tensors[f"{s}_images"], tensors[f"{s}_labels"]) for s in ("train", "test")}
 
 

@@ -14,7 +14,6 @@ place where that digest was read. :func:`ensure` gets it into ``data/raw/``:
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import urllib.error
 import urllib.request
@@ -23,9 +22,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lnlib.files import DataMissingError
+from lnlib.files import DataMissingError, file_digest
 
-CHUNK = 1 << 20
+CHUNK = 1 << 20  # bytes per read of a download
 TIMEOUT_S = 20  # per connection attempt: an offline machine fails in seconds, not minutes
 
 
@@ -42,15 +41,6 @@ class Archive:
 
 class ChecksumError(ValueError):
     """A file's digest is not the recorded one: a truncated or corrupted download, or another file."""
-
-
-def file_digest(path: Path, algorithm: str = "md5") -> str:
-    """Hex digest of a file, read in chunks (the archives are up to a few GB)."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify(path: Path, archive: Archive) -> Path:

@@ -10,17 +10,17 @@ The tidy record frames built from them are in :mod:`lnlib.tidy`. Models run on t
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from lnlib import metrics, paper_sets, scores
+from lnlib import data, metrics, paper_sets, scores
 from lnlib.config import QUICK_EVAL_SIZE, TrainConfig
 from lnlib.data import CIFAR, ID_SETS, OOD_SETS, OOD_SIZE, ImageSet, load_id, load_ood, split_train_val, to_device
 from lnlib.devices import resolve_device
-from lnlib.files import atomic_numpy_save
+from lnlib.files import DataMissingError, atomic_numpy_save, data_dir
 from lnlib.paper_sets import PAPER_OOD_SETS, TABLE1_SETS
 from lnlib.runs import Run
 
@@ -76,6 +76,19 @@ def default_sets(cfg: TrainConfig) -> list[str]:
     return [ID_TEST, *([ID_VAL] if cfg.val_size else []), *ood_sets(cfg)]
 
 
+def check_data(cfg: TrainConfig) -> None:
+    """Raise :class:`~lnlib.files.DataMissingError` naming *every* set a run of ``cfg`` needs that is not on this
+    machine, with the one command that gets them all; before any folder is made or model built."""
+    needed = [cfg.dataset, *(name for name in ood_sets(cfg) if name in PAPER_OOD_SETS)]
+    missing = [name for name in needed if not (data.available(name) if name in ID_SETS else paper_sets.available(name))]
+    if missing:
+        raise DataMissingError(
+            f"this run needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not on this machine "
+            f"(looked in {data_dir()}). Get {'it' if len(missing) == 1 else 'them all'} with: "
+            f'make data SETS="{" ".join(missing)}"   (internet once; or place the archives in '
+            f"{data_dir() / 'raw'} by hand: they are checked and used)")
+
+
 def evaluation_sets(cfg: TrainConfig, names=None) -> dict[str, ImageSet]:
     """The images of ``names`` (default :func:`default_sets`), as subsets of ``QUICK_EVAL_SIZE`` when quick."""
     names = default_sets(cfg) if names is None else list(names)
@@ -113,21 +126,27 @@ def compute_outputs(run: Run, model: torch.nn.Module, device, sets: dict[str, Im
         result[name] = Outputs(z.cpu().numpy(), s.labels.numpy(), h.cpu().numpy())
         atomic_numpy_save(out_dir / f"{name}.npz", np.savez, logits=result[name].logits, labels=result[name].labels,
                           features=result[name].features)
+    run.record_digests(*(f"logits/{name}.npz" for name in sets))
     return result
 
 
-def _load_npz(path: Path) -> Outputs | None:
-    """A cached set, or None if it is missing or predates cached features (then it is recomputed)."""
-    if not path.exists():
+def _load_npz(run: Run, name: str) -> Outputs | None:
+    """A cached set, or None if it is missing, predates cached features, is not the file lnlib wrote (its
+    digest) or cannot be read: then it is recomputed."""
+    path = run.path / "logits" / f"{name}.npz"
+    if not path.exists() or not run.intact(f"logits/{name}.npz"):
         return None
-    with np.load(path) as f:
-        return Outputs(f["logits"], f["labels"], f["features"]) if "features" in f else None
+    try:
+        with np.load(path) as f:
+            return Outputs(f["logits"], f["labels"], f["features"]) if "features" in f else None
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return None
 
 
 def outputs(run: Run, names=None, device="auto") -> dict[str, Outputs]:
     """Cached outputs of ``names`` (default :func:`default_sets`); computes missing ones from ``model.pt``."""
     names = default_sets(run.config) if names is None else list(names)
-    out = {n: _load_npz(run.path / "logits" / f"{n}.npz") for n in names}
+    out = {n: _load_npz(run, n) for n in names}
     missing = [n for n, v in out.items() if v is None]
     if missing:
         sets = evaluation_sets(run.config, missing)  # validates the names before loading the model

@@ -118,7 +118,7 @@ class RayLimit:
     pattern_changes: np.ndarray  # (N,) how often the pattern changed between consecutive grid points
     slope: np.ndarray  # (N, K) V_t x in the final region: d f(αx) / dα
     offset: np.ndarray  # (N, K) a_t = f(αx) − α V_t x, constant in the final region
-    limit_class: np.ndarray  # (N,) argmax of the slope
+    limit_class: np.ndarray  # (N,) argmax of the slope; on a tie, the tied class with the largest offset
     slope_gap: np.ndarray  # (N,) top slope minus the runner-up: > 0 means confidence -> 1
     limit_log_confidence: np.ndarray  # (N,) log max softmax as α -> ∞ (0 when the top slope is unique)
     alphas: np.ndarray  # (A,) the grid
@@ -167,8 +167,11 @@ def ray_limit(model: nn.Module, x: torch.Tensor, alphas=ALPHAS, batch_size: int 
     tied = np.isclose(slope, ordered[:, -1:], rtol=1e-9, atol=0)
     tied_offsets = np.where(tied, offset, -np.inf)  # on a tie the offsets decide among the tied classes
     limit = np.where(gap > 1e-9 * np.abs(ordered[:, -1]), 0.0, scores.log_msp(tied_offsets))
+    # the limiting class: the top slope's, and among classes tied on it the largest offset's (all classes tie
+    # when every ReLU switches off along the ray: the slope is zero and f(αx) → the offset)
+    limit_class = tied_offsets.argmax(axis=1)
     return RayLimit(alpha_final=alpha_final, pattern_changes=changed.sum(axis=1), slope=slope,
-                    offset=offset, limit_class=slope.argmax(axis=1), slope_gap=gap, limit_log_confidence=limit,
+                    offset=offset, limit_class=limit_class, slope_gap=gap, limit_log_confidence=limit,
                     alphas=alphas, logits=np.concatenate(along))
 
 

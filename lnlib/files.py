@@ -10,9 +10,11 @@ killed at any instant leaves either the old or the new version of a file, never 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 
@@ -23,6 +25,28 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 class DataMissingError(FileNotFoundError):
     """A dataset is not on this machine. The message names the set, where we looked, and the fix."""
+
+
+class UnsafeFileError(ValueError):
+    """A file lnlib reads back holds something it did not write: pickled objects, or damaged bytes."""
+
+
+def load_tensors(path: Path, map_location=None, what: str = "file"):
+    """``torch.load`` of a file lnlib wrote (tensors, numbers, strings, lists, dicts) with ``weights_only=True``:
+    no pickled code is ever executed. A file holding anything else, or damaged bytes, raises
+    :class:`UnsafeFileError` naming it and what to do."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UnsafeFileError(
+            f"{path} ({what}) holds pickled objects other than tensors, numbers, strings, lists and dicts, so it was "
+            f"not written by lnlib (or was altered); lnlib never executes pickled code. Delete it "
+            f"(rm {path}) to start that step again. ({str(err).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, OSError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise UnsafeFileError(f"{path} ({what}) is damaged and cannot be read: {str(err).splitlines()[0]}. Delete "
+                              f"it (rm {path}) to start that step again.") from None
 
 
 # -------------------------------------------------------------------------------------------- folders
@@ -38,17 +62,45 @@ def runs_dir() -> Path:
     return data_dir() / "runs"
 
 
-def analysis_dir(name: str) -> Path:
-    """Where a notebook saves what it derives from many runs (CSV tables, figures): ``<runs>/../analysis/<name>``."""
-    return runs_dir().parent / "analysis" / name
+def analysis_dir(name: str, cfg=None, **parameters) -> Path:
+    """Where a notebook saves what it derives from many runs (CSV tables, figures), named by what produced it:
+    ``<runs>/../analysis/<name>[-quick]-<hash8>``, the hash over the config's :meth:`content_hash` and the
+    notebook's own ``parameters`` (``seeds``, ``positive``, ...). A one-off run with other parameters writes
+    to another folder and never replaces the book's tables. Without either: ``<runs>/../analysis/<name>``."""
+    root = runs_dir().parent / "analysis"
+    if cfg is None and not parameters:
+        return root / name
+    key = {"config": cfg.content_hash() if cfg is not None else None, **parameters}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return root / f"{name}{'-quick' if getattr(cfg, 'quick', False) else ''}-{digest}"
+
+
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    """Hex digest of a file, read in chunks of 1 MiB (the archives are up to a few GB)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 # -------------------------------------------------------------------------------------- atomic writes
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(data: bytes, path: Path) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a partial one."""
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a partial one.
+
+    The file gets the mode any program's new file gets (``0o666`` less the umask), so that a shared runs folder
+    on a class machine is readable by its other users (the temporary file would otherwise keep ``0o600``).
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -39,7 +39,7 @@ import torch
 from lnlib.data import CIFAR, ID_SETS, TV, ImageSet, adapt_images
 from lnlib.data import fetch as fetch_id_set
 from lnlib.download import Archive, ensure
-from lnlib.files import DataMissingError, atomic_torch_save, data_dir
+from lnlib.files import DataMissingError, atomic_torch_save, data_dir, load_tensors
 
 SIZE = 32
 PLACES_SUBSET = 10_000  # images drawn (seed 0) from Places365's validation images
@@ -173,6 +173,11 @@ def cache_path(name: str) -> Path:
     return data_dir() / "cache" / "ood" / f"{name}.pt"
 
 
+def available(name: str) -> bool:
+    """Whether the full-scale set ``name`` is cached on this machine."""
+    return cache_path(name).exists()
+
+
 def fetch(name: str, progress: bool | None = None) -> Path:
     """Download (or find in ``data/raw/``) and verify the archive of ``name``, read it once, cache it."""
     _check(name)
@@ -197,7 +202,7 @@ def load(name: str, shape: tuple[int, int, int]):
         raise DataMissingError(f"OOD set {name!r} is not on this machine (looked for {path}). Get it with: "
                                f"python -m lnlib data fetch {name}   (needs internet once, or its archive "
                                f"{ARCHIVES[name].filename} placed in data/raw/ by hand)")
-    images = adapt_images(torch.load(path, weights_only=True)["images"], shape)
+    images = adapt_images(load_tensors(path, what=f"the uint8 cache of {name}")["images"], shape)
     return ImageSet(name, images, torch.full((len(images),), -1, dtype=torch.long))
 
 

@@ -9,6 +9,7 @@ A run lives in ``data/runs/<slug>-<hash8>/`` where ``hash8`` is :meth:`TrainConf
     checkpoint.pt   model + optimizer + epoch         every epoch; removed when the run is complete
     model.pt        final weights (state_dict)
     metrics.json    final metrics                    written LAST: its presence means "complete"
+    digests.json    SHA-256 of model.pt and logits/  checked when they are read back (Run.check_weights)
     logits/<set>.npz  cached logits, labels and penultimate features per evaluated set (lnlib.evaluate)
     scores/<score>-<params>/<set>.npy  cached scores that need the model itself (ODIN)
     rays/<set>-<hash>.npz  cached far-away scans along rays α·u, keyed by directions and grid (lnlib.hein.scan)
@@ -24,6 +25,7 @@ import csv
 import fcntl
 import io
 import json
+import os
 import platform
 import subprocess
 from contextlib import contextmanager
@@ -34,7 +36,15 @@ import torch
 
 from lnlib.config import TrainConfig
 from lnlib.devices import resolve_device
-from lnlib.files import REPO_ROOT, atomic_write_json, atomic_write_text, runs_dir
+from lnlib.files import (
+    REPO_ROOT,
+    UnsafeFileError,
+    atomic_write_json,
+    atomic_write_text,
+    file_digest,
+    load_tensors,
+    runs_dir,
+)
 from lnlib.models import build_model
 
 
@@ -74,6 +84,14 @@ def environment(device: torch.device) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- run folder
+class RunDamaged(UnsafeFileError):
+    """A file of a complete run is not what lnlib wrote; the message names the run, the file and the fix."""
+
+    def __init__(self, run: Run, name: str, why: str):
+        super().__init__(f"run {run.path.name} is damaged: {name} {why}. Train it again with: "
+                         f"{run.retrain_command()}")
+
+
 class Run:
     """A run folder. Cheap to construct; reads files only when asked."""
 
@@ -111,6 +129,34 @@ class Run:
         """Complete means metrics.json exists (written last) and the model weights are there."""
         return (self.path / "metrics.json").exists() and (self.path / "model.pt").exists()
 
+    # the files a run is made of, with their SHA-256 in digests.json, checked when they are read back
+    def record_digests(self, *names: str) -> None:
+        """Record the SHA-256 of the run's files ``names`` (paths relative to the run folder) in digests.json."""
+        digests = self._digests()
+        digests.update({name: file_digest(self.path / name, "sha256") for name in names})
+        atomic_write_json(digests, self.path / "digests.json")
+
+    def intact(self, name: str) -> bool:
+        """Whether the run's file ``name`` still has the digest recorded when lnlib wrote it (True if none is)."""
+        recorded = self._digests().get(name)
+        return recorded is None or (self.path / name).exists() and file_digest(self.path / name, "sha256") == recorded
+
+    def _digests(self) -> dict:
+        path = self.path / "digests.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def check_weights(self) -> None:
+        """Raise :class:`RunDamaged` if model.pt is not the file training wrote."""
+        if not self.intact("model.pt"):
+            raise RunDamaged(self, "model.pt", "its SHA-256 is not the one recorded when it was written")
+
+    def retrain_command(self) -> str:
+        """The shell commands that delete this run and train it again."""
+        cfg, default = self.config.to_dict(), TrainConfig().to_dict()
+        flags = " ".join(f"--{k} {','.join(map(str, v)) if isinstance(v, list) else v}"
+                         for k, v in cfg.items() if v != default[k])
+        return f"rm -r {self.path} && python -m lnlib train {flags}".rstrip()
+
     @property
     def ood_history(self):
         """OOD detection along training (runs with ``ood_every``): one row per evaluated epoch and OOD set."""
@@ -135,7 +181,12 @@ class Run:
         logits bit for bit on the same device)."""
         device = resolve_device(device)
         model = build_model(self.config)
-        model.load_state_dict(torch.load(self.path / "model.pt", map_location=device, weights_only=True))
+        self.check_weights()
+        try:
+            state = load_tensors(self.path / "model.pt", map_location=device, what="the trained weights")
+        except UnsafeFileError:
+            raise RunDamaged(self, "model.pt", "cannot be read: it is truncated, corrupted or not lnlib's") from None
+        model.load_state_dict(state)
         return model.to(device).eval()
 
     def start(self, cfg: TrainConfig, env: dict) -> None:
@@ -151,11 +202,12 @@ class Run:
 
     @contextmanager
     def lock(self):
-        """Exclusive lock on the run folder, so two processes never train the same run at once."""
+        """Exclusive lock on the run folder, so two processes never train the same run at once. The lock file is
+        opened read-only (flock needs no more), so another user of a shared runs folder can take it too."""
         self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".lock", "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        fd = os.open(self.path / ".lock", os.O_RDONLY | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock

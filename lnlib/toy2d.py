@@ -19,7 +19,7 @@ from sklearn.datasets import make_moons
 
 from lnlib import scores
 from lnlib.faraway import activation_pattern, confidence_pgd, float64_model
-from lnlib.files import atomic_torch_save
+from lnlib.files import atomic_torch_save, load_tensors
 from lnlib.losses import cross_entropy, logit_norm_loss, max_log_confidence
 from lnlib.models import MLP
 
@@ -75,7 +75,7 @@ def load_or_train_toy(folder, x: torch.Tensor, y: torch.Tensor, method: str, **p
     path = Path(folder) / f"toy-{method}-{hashlib.sha256(key).hexdigest()[:8]}.pt"
     if path.exists():
         model = _toy_mlp(x, y)
-        model.load_state_dict(torch.load(path, weights_only=True))
+        model.load_state_dict(load_tensors(path, what="a toy model's weights"))
         return model.eval()
     model = train_toy(x, y, method, **params)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ step, channels_last; on GPU also bf16 autocast and fused SGD.
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -37,9 +38,9 @@ from lnlib.config import QUICK_EVAL_SIZE, TrainConfig
 from lnlib.data import ID_SETS, load_id, split_train_val, to_device
 from lnlib.devices import resolve_device
 from lnlib.distributed import SINGLE, Ranks
-from lnlib.evaluate import ID_TEST, ID_VAL, compute_outputs, evaluation_sets, ood_table, predict
+from lnlib.evaluate import ID_TEST, ID_VAL, check_data, compute_outputs, evaluation_sets, ood_table, predict
 from lnlib.faraway import confidence_pgd, hein_noise
-from lnlib.files import atomic_torch_save, atomic_write_json
+from lnlib.files import atomic_torch_save, atomic_write_json, load_tensors
 from lnlib.losses import confidence_logits, make_loss, max_log_confidence
 from lnlib.models import build_model
 from lnlib.runs import Run, environment
@@ -54,6 +55,7 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
     stderr is a terminal). ``log``: called with one line per epoch (``None`` for silence).
     """
     cfg.validate()
+    check_data(cfg)  # every missing set named at once, before any folder is made
     run = run or Run.for_config(cfg)
     ranks, device = distributed.setup(resolve_device(cfg.device), cfg.batch_size)  # torchrun: rank, its GPU
     main = ranks.is_main  # torchrun: only rank 0 measures, writes and logs
@@ -82,7 +84,7 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
     checkpoint = run.path / "checkpoint.pt"
     distributed.barrier()  # torchrun: rank 0 has prepared the folder
     if checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        state = load_tensors(checkpoint, map_location=device, what=f"the checkpoint of run {run.path.name}")
         net.model.load_state_dict(state["model"])
         net.optimizer.load_state_dict(state["optimizer"])
         start_epoch, history, train_time = state["epoch"], state["history"], state["train_time_s"]
@@ -93,6 +95,7 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         train_loss, train_acc = train_epoch(net, train_x, train_y, epoch, progress)
+        check_finite(net, train_loss, epoch, run)  # one host sync per epoch, on the loss summed on the device
         train_time += time.perf_counter() - t0
         if main:  # ---- per-epoch measurements (eval mode), history and checkpoint
             row = {"epoch": epoch + 1, "lr": net.optimizer.param_groups[0]["lr"],
@@ -114,6 +117,7 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
     # ---- final evaluation: outputs of ID test + every OOD set, cached; metrics.json written last
     if main:
         atomic_torch_save(net.model.state_dict(), run.path / "model.pt")
+        run.record_digests("model.pt")
         evaluated = compute_outputs(run, net.model, device, eval_sets)
         final = {"test_acc": metrics.accuracy(evaluated[ID_TEST].logits, evaluated[ID_TEST].labels),
                  "epochs": epochs, "train_time_s": train_time, "ood": ood_table(evaluated)}
@@ -168,6 +172,30 @@ def train_epoch(net: Net, train_x: torch.Tensor, train_y: torch.Tensor, epoch: i
         correct += (logits[:len(y)].argmax(1) == y).sum()
     totals = distributed.sum_over_ranks(torch.stack([loss_sum.double(), correct.double()]))  # torchrun
     return totals[0] / (steps * ranks.world), totals[1] / (steps * cfg.batch_size)
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss or the weights became NaN or infinite: the run is stopped and nothing of it is kept."""
+
+
+def check_finite(net: Net, train_loss: torch.Tensor, epoch: int, run: Run) -> None:
+    """Stop a diverged run at the end of the epoch it diverged in: raise :class:`TrainingDiverged` with the
+    epoch, the loss, the learning rate and what to try, after removing the run's checkpoint and history, so that
+    the next launch starts clean instead of resuming a broken state."""
+    loss = train_loss.item()
+    finite_weights = torch.stack([p.detach().isfinite().all() for p in net.model.parameters()]).all().item()
+    if math.isfinite(loss) and finite_weights:
+        return
+    for name in ("checkpoint.pt", "history.csv", "ood_history.csv", "model.pt", "metrics.json"):
+        (run.path / name).unlink(missing_ok=True)
+    cfg = net.cfg
+    what = f"the mean training loss was {loss}" if not math.isfinite(loss) else "the weights became NaN or infinite"
+    raise TrainingDiverged(
+        f"training diverged in epoch {epoch + 1} of run {run.path.name}: {what} (lr={cfg.lr:g}, reached "
+        f"{net.optimizer.param_groups[0]['lr']:g} in that epoch). Try a lower lr (e.g. --lr {cfg.lr / 10:g}), a "
+        f"longer warm-up (--warmup {cfg.warmup + 1}, in epochs)"
+        + (f" or a larger tau (--tau {cfg.tau * 2:g})" if cfg.loss == "logitnorm" else "")
+        + ". Nothing of this run was kept: the next launch starts from scratch.")
 
 
 # ------------------------------------------------------------------------------------- the pieces
@@ -302,12 +330,20 @@ def load_or_train(cfg: TrainConfig, root: Path | None = None, progress: bool | N
     cfg.validate()
     run = Run.for_config(cfg, root)
     if run.is_complete():
+        run.check_weights()  # a damaged run fails here, naming the file and the command that retrains it
         return run
+    resolve_device(cfg.device)  # a device or data that is not there fails before the folder is made
+    check_data(cfg)
     if distributed.launched().world > 1:  # torchrun's processes train together; a lock held by one would stall
         return fit(cfg, run=run, progress=progress)
-    with run.lock():
-        if not run.is_complete():  # another process may have finished it while we waited
-            fit(cfg, run=run, progress=progress)
+    try:
+        with run.lock():
+            if not run.is_complete():  # another process may have finished it while we waited
+                fit(cfg, run=run, progress=progress)
+    except BaseException:
+        if run.path.is_dir() and {p.name for p in run.path.iterdir()} <= {".lock"}:
+            shutil.rmtree(run.path, ignore_errors=True)  # a launch that failed before any work leaves nothing
+        raise
     return run
 
 

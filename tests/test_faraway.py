@@ -195,3 +195,39 @@ def test_ray_limit_keeps_the_curve_it_walked():
     limit = faraway.ray_limit(model, x, alphas)
     assert limit.logits.shape == (10, 10, 4)
     assert np.allclose(limit.curve(), faraway.alpha_curve(model, x, alphas), rtol=0, atol=1e-12)
+
+
+def _far_argmax(model, x, far=1e12):
+    with torch.no_grad():
+        return faraway.float64_model(model)(far * x.double()).numpy().argmax(1)
+
+
+def test_on_rays_with_tied_slopes_the_offsets_decide_the_limiting_class():
+    """Two identical rows in the last layer (biases apart): those two classes share the slope on every ray."""
+    model = _mlp(3, d=2, k=3)
+    with torch.no_grad():
+        model.head.weight[2] = model.head.weight[0]
+        model.head.bias[2] = model.head.bias[0] + 1.0  # class 2 = class 0 + 1 everywhere
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(5))
+    limit = faraway.ray_limit(model, x)
+    far = _far_argmax(model, x)
+    tied = limit.slope_gap <= 1e-9 * np.abs(limit.slope).max(axis=1)
+    assert tied.any() and (limit.limit_class == far).all()
+    assert (far[tied] == 2).all() and not (limit.limit_class == 0).any()  # 0 never beats its copy with +1
+    # on a tie the limiting confidence is the softmax of the tied offsets: 1 / (1 + e^-1) here
+    assert np.allclose(np.exp(limit.limit_log_confidence[tied]), 1 / (1 + np.exp(-1.0)))
+
+
+def test_rays_along_which_every_relu_switches_off_end_at_the_offsets():
+    """First-layer weights all positive, directions all negative: beyond some α every unit is off, the slope is 0
+    and the logits tend to the network's output at zero activation, whatever the direction."""
+    model = _mlp(4, d=3, k=4)
+    with torch.no_grad():
+        first = model.body[1]
+        first.weight.abs_()
+    x = -torch.rand(32, 3, generator=torch.Generator().manual_seed(2)) - 0.1
+    limit = faraway.ray_limit(model, x)
+    assert np.allclose(limit.slope, 0, atol=1e-9)
+    far = _far_argmax(model, x)
+    assert (limit.limit_class == far).all() and len(set(far)) == 1
+    assert far[0] != 0  # so the argmax of the (zero) slope, class 0, would be wrong here

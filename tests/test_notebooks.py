@@ -129,7 +129,8 @@ def test_chapter_notebooks_run_quick(tmp_path, shared_runs, fashion_mnist_availa
     for word in words:
         assert word in text, word
     _assert_prose_numbers_glued(nb, name)
-    analysis = runs.parent / "analysis" / f"{name}-quick"
+    # named by the chapter's parameters: the newest folder of this chapter's quick runs
+    analysis = max((runs.parent / "analysis").glob(f"{name}-quick-*"), key=lambda p: p.stat().st_mtime)
     for file in files:
         assert (analysis / file).exists(), file
     if executed_here:  # (data/runs also holds the book's other quick runs, e.g. the growth chapter's no-brakes)
@@ -199,7 +200,7 @@ def test_run_it_yourself_times_both_loops(tmp_path, runs_root, fashion_mnist_ava
     for word in ("images/s", "× reference", "% of matmul FLOP/s", "MFLOP per training image", "target"):
         assert word in text, word
     _assert_prose_numbers_glued(nb, "run_it_yourself")
-    out = runs_root.parent / "analysis" / "run_it_yourself-quick"
+    (out,) = (runs_root.parent / "analysis").glob("run_it_yourself-*")
     assert (out / "throughput.json").exists() and (out / "throughput.csv").exists()
 
 
@@ -207,3 +208,18 @@ def test_run_it_yourself_rejects_an_unknown_case_before_timing(tmp_path, runs_ro
     with pytest.raises(pm.PapermillExecutionError) as err:
         _run(tmp_path, REPO / "nbs" / "run_it_yourself.ipynb", cases=["small_cnn_gpu"])
     assert "small_cnn_gpu" in err.value.evalue and "small_cnn_cpu" in err.value.evalue
+
+
+@pytest.mark.parametrize("name, parameter, value", [
+    ("ood_results", "seed", 5), ("ood_results", "loss", "ce"), ("scoring_functions", "seed", 1),
+    ("calibration", "seed", 2), ("tau_ablation", "tau", 0.04), ("tau_ablation", "seed", 1),
+    ("paper_regime", "loss", "ce"), ("reproduction_status", "seed", 3), ("logit_norm_growth", "loss", "ce"),
+    ("confidence_histograms", "loss", "ce"), ("relu_far_away", "outlier", "acet"), ("relu_far_away", "loss", "ce"),
+])
+def test_a_parameter_the_chapter_sets_itself_fails_instead_of_being_ignored(tmp_path, runs_root, name, parameter,
+                                                                              value):
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        _run(tmp_path, REPO / "nbs" / f"{name}.ipynb", **{parameter: value})
+    assert err.value.ename == "ValueError"
+    assert f"['{parameter}'] would be ignored" in err.value.evalue and "Valid parameters" in err.value.evalue
+    assert not runs_root.exists()
