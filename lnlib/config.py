@@ -343,6 +343,15 @@ PRESETS["paper_regime"] = dict(train_subset=4000, augment=False, epochs=60, sche
                                milestones=(24, 42), weight_decay=5e-4, ood_every=3)
 
 
+def check_counts(minimum: int = 1, **counts) -> None:
+    """Raise ``ValueError`` before any work unless every count (rays, noise images, epochs, ...) is an integer
+    ``>= minimum``, naming the parameter and its value."""
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            rule = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+            raise ValueError(f"{name}={value!r} is not valid; it must be {rule}")
+
+
 def preset(name: str, **overrides) -> TrainConfig:
     """A named recipe with optional field overrides, validated."""
     if name not in PRESETS:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from lnlib import faraway
+from lnlib.config import check_counts
 from lnlib.data import ID_SETS, load_id
 from lnlib.devices import resolve_device
 from lnlib.files import atomic_numpy_save
@@ -37,9 +38,7 @@ def check_parameters(model: str, **counts) -> None:
     if model not in PATTERN_MODELS:
         raise ValueError(f"model={model!r}: the far-away analysis reads activation patterns from nn.ReLU "
                          f"modules; choose one of {list(PATTERN_MODELS)}")
-    for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} must be a positive integer")
+    check_counts(**counts)
 
 
 def run_pixel_model(run: Run, device="auto") -> torch.nn.Module:

@@ -90,17 +90,19 @@ def _per_run(records: pd.DataFrame, metric: str) -> pd.Series:
     return records.query("metric == @metric").groupby(["loss", "run"])["value"].mean()
 
 
+def _beyond_two_se(d: float, se: float, up: str, down: str, neither: str) -> str:
+    """``up`` if ``d`` exceeds twice its standard error, ``down`` if it is below minus that, else ``neither``
+    (always for a NaN standard error: one seed decides nothing)."""
+    return up if d > 2 * se else down if d < -2 * se else neither
+
+
 def _fpr_row(ood: pd.DataFrame, which: str, scale: str) -> tuple:
     """The LogitNorm abstract's FPR95 claim against our CE − LogitNorm difference on the sets of ``ood``."""
     fpr = _per_run(ood, "fpr95") * 100
     mean, se = fpr.groupby(level="loss").mean(), fpr.groupby(level="loss").sem()
     drop, drop_se = mean["ce"] - mean["logitnorm"], (se["ce"] ** 2 + se["logitnorm"] ** 2) ** 0.5
-    if drop > 2 * drop_se:
-        verdict = "reproduced in direction, at this scale"
-    elif drop < -2 * drop_se:
-        verdict = "the opposite, at this scale"
-    else:
-        verdict = "no clear difference at this scale (within two standard errors)"
+    verdict = _beyond_two_se(drop, drop_se, "reproduced in direction, at this scale", "the opposite, at this scale",
+                             "no clear difference at this scale (within two standard errors)")
     sets = ", ".join(sorted(ood["ood_set"].unique()))
     return (f"LogitNorm lowers the MSP FPR95 of cross-entropy: {which}", "up to 42.30 points (abstract; verified)",
             f"{drop:.1f} ± {drop_se:.1f} points: {mean['ce']:.1f}% → {mean['logitnorm']:.1f}% (mean of {sets}; "
@@ -111,11 +113,8 @@ def change_words(change: float, se: float) -> str:
     """A measured change in words: it counts only beyond two standard errors (over seeds) of itself."""
     if not np.isfinite(change):
         return "could not be measured (a run did not fit its training set)"
-    if change > 2 * se:
-        return f"rose ({change:+.2f} ± {se:.2f})"
-    if change < -2 * se:
-        return f"fell ({change:+.2f} ± {se:.2f})"
-    return f"did not change beyond two standard errors ({change:+.2f} ± {se:.2f})"
+    words = _beyond_two_se(change, se, "rose", "fell", "did not change beyond two standard errors")
+    return f"{words} ({change:+.2f} ± {se:.2f})"
 
 
 def _growth_row(growth: pd.DataFrame, scale: str) -> tuple:
@@ -129,12 +128,8 @@ def _growth_row(growth: pd.DataFrame, scale: str) -> tuple:
                 scale, "not measured: the training set was not fitted in the epochs run")
     change = ce["at_end"] - ce["at_fit"]
     d, se = change.mean(), change.sem() if len(change) > 1 else float("nan")
-    if d > 2 * se:
-        verdict = "grows, at this scale"
-    elif d < -2 * se:
-        verdict = "shrinks, at this scale"
-    else:
-        verdict = "no clear change at this scale (within two standard errors)"
+    verdict = _beyond_two_se(d, se, "grows, at this scale", "shrinks, at this scale",
+                             "no clear change at this scale (within two standard errors)")
     return (claim, paper, f"mean ‖f‖ on the training images {ce['at_fit'].mean():.2f} at the fitted epoch "
             f"({ce['fit_epoch'].mean():.0f}) → {ce['at_end'].mean():.2f} at the last: {d:+.2f} ± {se:.2f} "
             "(± standard error over seeds)", scale, verdict)

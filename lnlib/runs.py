@@ -125,6 +125,13 @@ class Run:
 
         return pd.read_csv(self.path / "history.csv")
 
+    @property
+    def ood_history(self):
+        """OOD detection along training (runs with ``ood_every``): one row per evaluated epoch and OOD set."""
+        import pandas as pd
+
+        return pd.read_csv(self.path / "ood_history.csv")
+
     def is_complete(self) -> bool:
         """Complete means metrics.json exists (written last) and the model weights are there."""
         return (self.path / "metrics.json").exists() and (self.path / "model.pt").exists()
@@ -156,13 +163,6 @@ class Run:
         flags = " ".join(f"--{k} {','.join(map(str, v)) if isinstance(v, list) else v}"
                          for k, v in cfg.items() if v != default[k])
         return f"rm -r {self.path} && python -m lnlib train {flags}".rstrip()
-
-    @property
-    def ood_history(self):
-        """OOD detection along training (runs with ``ood_every``): one row per evaluated epoch and OOD set."""
-        import pandas as pd
-
-        return pd.read_csv(self.path / "ood_history.csv")
 
     def write_history(self, rows: list[dict]) -> None:
         self.write_table(rows, "history.csv")

@@ -177,6 +177,9 @@ def test_single_seed_chapters_reject_bad_parameters(tmp_path, runs_root, name):
     ("methods", ["ce", "oe"], ["methods=", "'oe'", "'logitnorm+acet'"]),
     ("model", "wrn40_2", ["model='wrn40_2'", "small_cnn"]),
     ("n_rays", 0, ["n_rays=0", "positive integer"]),
+    ("n_noise", -5, ["n_noise=-5", "positive integer"]),
+    ("attack_steps", 1.5, ["attack_steps=1.5", "positive integer"]),
+    ("toy_iterations", 0, ["toy_iterations=0", "positive integer"]),
     ("pgd_steps", 0, ["pgd_steps=0"]),
 ])
 def test_far_away_parameters_are_checked_before_training(tmp_path, runs_root, parameter, value, words):
@@ -222,4 +225,18 @@ def test_a_parameter_the_chapter_sets_itself_fails_instead_of_being_ignored(tmp_
         _run(tmp_path, REPO / "nbs" / f"{name}.ipynb", **{parameter: value})
     assert err.value.ename == "ValueError"
     assert f"['{parameter}'] would be ignored" in err.value.evalue and "Valid parameters" in err.value.evalue
+    assert not runs_root.exists()
+
+
+@pytest.mark.parametrize("name, parameter, value, words", [
+    ("scoring_functions", "energy_temperature", -1.0, ["'energy'", "temperature=-1.0", "positive number"]),
+    ("scoring_functions", "odin_epsilon", -0.1, ["'odin'", "epsilon=-0.1", "number >= 0"]),
+    ("scoring_functions", "odin_temperature", 0, ["'odin'", "temperature=0"]),
+    ("logit_norm_growth", "unconstrained_epochs", -1, ["unconstrained_epochs=-1", "integer >= 0"]),
+])
+def test_chapter_parameters_are_checked_before_training(tmp_path, runs_root, name, parameter, value, words):
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        _run(tmp_path, REPO / "nbs" / f"{name}.ipynb", **{parameter: value})
+    for w in words:
+        assert w in err.value.evalue, err.value.evalue
     assert not runs_root.exists()
