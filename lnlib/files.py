@@ -37,11 +37,11 @@ def load_tensors(path: Path, map_location=None, what: str = "file"):
     :class:`UnsafeFileError` naming it and what to do."""
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
+    except pickle.UnpicklingError:
         raise UnsafeFileError(
             f"{path} ({what}) holds pickled objects other than tensors, numbers, strings, lists and dicts, so it was "
             f"not written by lnlib (or was altered); lnlib never executes pickled code. Delete it "
-            f"(rm {path}) to start that step again. ({str(err).splitlines()[0]})") from None
+            f"(rm {path}) to start that step again.") from None
     except (RuntimeError, EOFError, OSError) as err:
         if isinstance(err, FileNotFoundError):
             raise

@@ -155,7 +155,7 @@ class Run:
     def check_weights(self) -> None:
         """Raise :class:`RunDamaged` if model.pt is not the file training wrote."""
         if not self.intact("model.pt"):
-            raise RunDamaged(self, "model.pt", "its SHA-256 is not the one recorded when it was written")
+            raise RunDamaged(self, "model.pt", "does not have the SHA-256 recorded when it was written")
 
     def retrain_command(self) -> str:
         """The shell commands that delete this run and train it again."""
