@@ -210,6 +210,11 @@ class TrainConfig:
         d["milestones"] = list(d["milestones"])
         return d
 
+    def changes(self) -> dict:
+        """The fields whose value is not the default's (JSON types), in field order: what a command must pass."""
+        defaults = TrainConfig().to_dict()
+        return {k: v for k, v in self.to_dict().items() if v != defaults[k]}
+
     def content_hash(self) -> str:
         """First 8 hex digits of SHA-256 over the canonical JSON of the config.
 
@@ -365,9 +370,8 @@ def papermill_command(notebook: str, preset_name: str = "default", **extra) -> s
     ``extra``: more parameters, TrainConfig fields or the notebook's own (``seeds``, ``n_rays``...). The
     preset's fields are validated here; the notebook checks the rest when it runs.
     """
-    preset(preset_name)  # a bad preset name or recipe fails here
-    defaults = TrainConfig().to_dict()
-    recipe = {k: v for k, v in PRESETS[preset_name].items() if (list(v) if isinstance(v, tuple) else v) != defaults[k]}
-    params = {**recipe, **extra}  # fields at their default are left out: a chapter may set them itself
+    changed = preset(preset_name).changes()  # a bad preset name or recipe fails here
+    # the preset's own order; fields at their default are left out: a chapter may set them itself
+    params = {**{k: changed[k] for k in PRESETS[preset_name] if k in changed}, **extra}
     flow = ", ".join(f"{key}: {json.dumps(list(v) if isinstance(v, tuple) else v)}" for key, v in params.items())
     return f"papermill nbs/{notebook}.ipynb out.ipynb -y '{{{flow}}}'"

@@ -23,7 +23,6 @@ looked and the one command that gets it.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import pickle
 import shutil
 import tarfile
@@ -37,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from lnlib.download import Archive, ensure, verify
-from lnlib.files import DataMissingError, atomic_torch_save, data_dir, load_tensors
+from lnlib.files import DataMissingError, atomic_torch_save, data_dir, file_digest, load_tensors
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 SPLIT_SEED = 0  # the train/validation split is the same for every run, whatever cfg.seed says
@@ -158,14 +157,6 @@ def read_cifar(path: Path, name: str) -> dict[str, torch.Tensor]:
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fashion_mnist_raw(root: Path, debian_dir: Path) -> Path:
     """Make sure torchvision's raw IDX files exist under ``root``; copy them from Debian if needed."""
     raw = root / "FashionMNIST" / "raw"
@@ -177,7 +168,7 @@ def _fashion_mnist_raw(root: Path, debian_dir: Path) -> Path:
             tmp = raw / f".{name}.tmp"
             with gzip.open(debian_dir / f"{name}.gz") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst)
-            if _sha256(tmp) != digest:
+            if file_digest(tmp, "sha256") != digest:
                 tmp.unlink()
                 raise ValueError(f"{debian_dir / name}.gz does not decompress to the known Fashion-MNIST "
                                  f"file (SHA-256 {digest[:12]}...); reinstall dataset-fashion-mnist")

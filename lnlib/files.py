@@ -2,7 +2,8 @@
 
 * ``data_dir()`` — raw downloads and caches: ``$LNLIB_DATA``, else ``<repo>/data``;
 * ``runs_dir()`` — run folders: ``$LNLIB_RUNS``, else ``<data dir>/runs``;
-* ``analysis_dir(name)`` — what a notebook derives from many runs: ``<runs>/../analysis/<name>``.
+* ``analysis_dir(name, cfg, **parameters)`` — what a notebook derives from many runs, named by what produced it:
+  ``<runs>/../analysis/<name>[-quick]-<hash8>``.
 
 Every file is written atomically (a temporary file in the same folder, then ``os.replace``), so a process
 killed at any instant leaves either the old or the new version of a file, never half of one.
@@ -42,9 +43,9 @@ def load_tensors(path: Path, map_location=None, what: str = "file"):
             f"{path} ({what}) holds pickled objects other than tensors, numbers, strings, lists and dicts, so it was "
             f"not written by lnlib (or was altered); lnlib never executes pickled code. Delete it "
             f"(rm {path}) to start that step again.") from None
+    except FileNotFoundError:
+        raise
     except (RuntimeError, EOFError, OSError) as err:
-        if isinstance(err, FileNotFoundError):
-            raise
         raise UnsafeFileError(f"{path} ({what}) is damaged and cannot be read: {str(err).splitlines()[0]}. Delete "
                               f"it (rm {path}) to start that step again.") from None
 

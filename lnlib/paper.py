@@ -96,6 +96,12 @@ def _beyond_two_se(d: float, se: float, up: str, down: str, neither: str) -> str
     return up if d > 2 * se else down if d < -2 * se else neither
 
 
+def _real_and_noise(ood: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The records of the real-image OOD sets and those of the synthetic-noise sets."""
+    noisy = ood["ood_set"].isin(NOISE_OOD_SETS)
+    return ood[~noisy], ood[noisy]
+
+
 def _fpr_row(ood: pd.DataFrame, which: str, scale: str) -> tuple:
     """The LogitNorm abstract's FPR95 claim against our CE − LogitNorm difference on the sets of ``ood``."""
     fpr = _per_run(ood, "fpr95") * 100
@@ -127,7 +133,7 @@ def _growth_row(growth: pd.DataFrame, scale: str) -> tuple:
         return (claim, paper, f"{ce['at_fit'].isna().sum()} of {len(ce)} runs did not fit their training set",
                 scale, "not measured: the training set was not fitted in the epochs run")
     change = ce["at_end"] - ce["at_fit"]
-    d, se = change.mean(), change.sem() if len(change) > 1 else float("nan")
+    d, se = change.mean(), change.sem()  # NaN for one seed: no verdict
     verdict = _beyond_two_se(d, se, "grows, at this scale", "shrinks, at this scale",
                              "no clear change at this scale (within two standard errors)")
     return (claim, paper, f"mean ‖f‖ on the training images {ce['at_fit'].mean():.2f} at the fitted epoch "
@@ -146,7 +152,7 @@ def reproduction_status(accuracy: pd.DataFrame, ood: pd.DataFrame, rays: pd.Data
 
     A difference counts as one "in direction" only when it exceeds twice its standard error over seeds.
     """
-    real, noise = ood[~ood["ood_set"].isin(NOISE_OOD_SETS)], ood[ood["ood_set"].isin(NOISE_OOD_SETS)]
+    real, noise = _real_and_noise(ood)
     acc = _per_run(accuracy, "accuracy").groupby(level="loss").mean() * 100
     ce_rays = rays.query("loss == 'ce'").groupby(["set", "metric"])["value"].mean()
     top = ce_rays.xs("unique_top_slope", level="metric")
@@ -173,9 +179,8 @@ def reproduction_status(accuracy: pd.DataFrame, ood: pd.DataFrame, rays: pd.Data
          "reproduced" if clipped > 0.9 else "not reproduced at this scale (other data and network)"),
     ]
     if regime is not None:
-        r_ood, r_scale = regime["ood"], regime["scale"]
-        noisy = r_ood["ood_set"].isin(NOISE_OOD_SETS)
-        rows[3:3] = [_growth_row(regime["growth"], r_scale),
-                     _fpr_row(r_ood[~noisy], "real-image OOD sets, training set fitted", r_scale),
-                     _fpr_row(r_ood[noisy], "synthetic-noise OOD sets, training set fitted", r_scale)]
+        r_real, r_noise = _real_and_noise(regime["ood"])
+        rows[3:3] = [_growth_row(regime["growth"], regime["scale"]),
+                     _fpr_row(r_real, "real-image OOD sets, training set fitted", regime["scale"]),
+                     _fpr_row(r_noise, "synthetic-noise OOD sets, training set fitted", regime["scale"])]
     return pd.DataFrame(rows, columns=["claim", "paper", "ours", "scale", "verdict"]).set_index("claim")

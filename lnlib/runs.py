@@ -159,9 +159,8 @@ class Run:
 
     def retrain_command(self) -> str:
         """The shell commands that delete this run and train it again."""
-        cfg, default = self.config.to_dict(), TrainConfig().to_dict()
         flags = " ".join(f"--{k} {','.join(map(str, v)) if isinstance(v, list) else v}"
-                         for k, v in cfg.items() if v != default[k])
+                         for k, v in self.config.changes().items())
         return f"rm -r {self.path} && python -m lnlib train {flags}".rstrip()
 
     def write_history(self, rows: list[dict]) -> None:

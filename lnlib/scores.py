@@ -178,11 +178,11 @@ def score_params(name: str, **params) -> dict:
     if unknown:
         raise ValueError(f"score {name!r} takes no parameter {sorted(unknown)}; "
                          f"its parameters are {sorted(SCORES[name].params) or 'none'}")
-    for key, value in params.items():  # temperatures and τ positive, ODIN's perturbation size >= 0
-        lowest_ok = 0 if key == "epsilon" else None
-        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value)
-                or (value < 0 if lowest_ok == 0 else value <= 0)):
-            rule = "a number >= 0" if lowest_ok == 0 else "a positive number"
+    for key, value in params.items():
+        positive = key != "epsilon"  # temperatures and τ > 0; ODIN's perturbation size may be 0
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0
+                or (positive and value == 0)):
+            rule = "a positive number" if positive else "a number >= 0"
             raise ValueError(f"score {name!r}: {key}={value!r} is not valid; it must be {rule}")
     return {**SCORES[name].params, **params}
 

@@ -145,9 +145,9 @@ FIT_LEVEL = 0.995  # clean training accuracy (eval mode) from which a run has fi
 REAL, NOISE = "real-image average", "synthetic-noise average"  # the two averages over OOD sets
 
 
-def fit_epoch(run: Run, level: float = FIT_LEVEL) -> float:
-    """The first epoch whose clean training accuracy (``train_eval_acc``, eval mode) is ≥ ``level``; NaN if none."""
-    history = run.history
+def fit_epoch(history: pd.DataFrame, level: float = FIT_LEVEL) -> float:
+    """The first epoch of a run's ``history`` whose clean training accuracy (``train_eval_acc``, eval mode) is
+    ≥ ``level``; NaN if none."""
     fitted = history.loc[history["train_eval_acc"] >= level, "epoch"]
     return float(fitted.iloc[0]) if len(fitted) else float("nan")
 
@@ -158,10 +158,11 @@ def growth_after_fit(runs, metric: str = "train_norm_mean", level: float = FIT_L
     tau, seed, run, fit_epoch, at_fit, at_end``."""
     rows = []
     for run in runs:
-        history, fitted = run.history.set_index("epoch")[metric], fit_epoch(run, level)
+        history = run.history
+        fitted, values = fit_epoch(history, level), history.set_index("epoch")[metric]
         rows.append({**run_columns(run), "fit_epoch": fitted,
-                     "at_fit": float(history[int(fitted)]) if np.isfinite(fitted) else float("nan"),
-                     "at_end": float(history.iloc[-1])})
+                     "at_fit": float(values[int(fitted)]) if np.isfinite(fitted) else float("nan"),
+                     "at_end": float(values.iloc[-1])})
     return pd.DataFrame(rows)
 
 

@@ -95,11 +95,11 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         train_loss, train_acc = train_epoch(net, train_x, train_y, epoch, progress)
-        check_finite(net, train_loss, epoch, run)  # one host sync per epoch, on the loss summed on the device
+        train_loss = check_finite(net, train_loss, epoch, run)  # the epoch's one host sync, on the summed loss
         train_time += time.perf_counter() - t0
         if main:  # ---- per-epoch measurements (eval mode), history and checkpoint
             row = {"epoch": epoch + 1, "lr": net.optimizer.param_groups[0]["lr"],
-                   "train_loss": train_loss.item(), "train_acc": train_acc.item(),
+                   "train_loss": train_loss, "train_acc": train_acc.item(),
                    **measure(net.model, monitor, cfg.eval_batch_size), "epoch_time_s": time.perf_counter() - t0}
             history.append(row)
             run.write_history(history)
@@ -178,14 +178,14 @@ class TrainingDiverged(RuntimeError):
     """The training loss or the weights became NaN or infinite: the run is stopped and nothing of it is kept."""
 
 
-def check_finite(net: Net, train_loss: torch.Tensor, epoch: int, run: Run) -> None:
-    """Stop a diverged run at the end of the epoch it diverged in: raise :class:`TrainingDiverged` with the
-    epoch, the loss, the learning rate and what to try, after removing the run's checkpoint and history, so that
-    the next launch starts clean instead of resuming a broken state."""
+def check_finite(net: Net, train_loss: torch.Tensor, epoch: int, run: Run) -> float:
+    """The epoch's mean training loss as a float, if it and the weights are finite. Else stop the diverged run:
+    raise :class:`TrainingDiverged` with the epoch, the loss, the learning rate and what to try, after removing
+    the run's checkpoint and history, so that the next launch starts clean instead of resuming a broken state."""
     loss = train_loss.item()
     finite_weights = torch.stack([p.detach().isfinite().all() for p in net.model.parameters()]).all().item()
     if math.isfinite(loss) and finite_weights:
-        return
+        return loss
     for name in ("checkpoint.pt", "history.csv", "ood_history.csv", "model.pt", "metrics.json"):
         (run.path / name).unlink(missing_ok=True)
     cfg = net.cfg
