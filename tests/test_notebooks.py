@@ -6,6 +6,8 @@ import pytest
 import yaml
 from conftest import REPO, book_module, glue_references, glued_keys
 
+from lnlib.runs import Run
+
 NB = REPO / "nbs" / "train.ipynb"
 # chapters that take a number of seeds
 COMPARISONS = ["ood_results", "scoring_functions", "calibration", "tau_ablation", "paper_regime"]
@@ -134,9 +136,17 @@ def test_chapter_notebooks_run_quick(tmp_path, shared_runs, fashion_mnist_availa
     for file in files:
         assert (analysis / file).exists(), file
     if executed_here:  # (data/runs also holds the book's other quick runs, e.g. the growth chapter's no-brakes)
-        # CE and LogitNorm at seed 0 are trained once for every chapter (the others add their own runs)
-        shared = [p.name for p in runs.iterdir() if "-ce-s0-" in p.name or "-logitnorm0.04-s0-" in p.name]
+        # CE and LogitNorm at seed 0 of the chapters' config (QUICK) are trained once for every chapter (the
+        # others add their own runs; the paper-regime chapter adds the book's 12-epoch recipe beside its own)
+        from lnlib import TrainConfig
+
+        seed0 = [p for p in runs.iterdir() if "-ce-s0-" in p.name or "-logitnorm0.04-s0-" in p.name]
+        shared = [p.name for p in seed0 if Run(p).config.epochs == QUICK["epochs"]]
         assert len(shared) == 2, shared
+        book = {Run.for_config(c, runs).path.name for c in TrainConfig(quick=True).loss_comparison(1)}
+        assert {p.name for p in seed0} - set(shared) <= book, seed0  # nothing else but the book recipe's
+        if name == "paper_regime":  # its comparison runs are the book recipe's, as in the full book
+            assert all(Run(runs / n).is_complete() for n in book)
 
 
 @pytest.mark.parametrize("name", COMPARISONS)
