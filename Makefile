@@ -8,7 +8,7 @@ PROFILE := $(if $(filter 1 true yes,$(QUICK)),quick,full)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: venv data test lint book notebooks mathjax bench labs hooks clean
+.PHONY: venv data test lint book notebooks mathjax bench labs lab handout grade hooks clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -53,9 +53,23 @@ book: notebooks mathjax
 bench: data
 	$(PY) benchmarks/train_throughput.py
 
-# Course labs: write the student versions (nbs/labs/student/) of the solution notebooks in nbs/labs/.
+# Course labs (nbgrader; lnlib/course.py). The sources, with solutions and hidden tests: nbs/labs/*.ipynb.
+# labs:    the student versions, by `nbgrader generate_assignment`, into nbs/labs/student/
+# lab:     JupyterLab on the student versions (what a student does in the hand-out: `make lab` there)
+# handout: what students receive, into _build/handout/ (no solution, no hidden test: checked)
+# grade:   SUBMISSIONS=folder of <student>/<lab>.ipynb -> nbgrader autograde -> data/course/grades.csv
 labs: data
-	$(PY) -m lnlib.labs
+	$(PY) -m lnlib.course students
+
+lab: labs
+	$(VENV)/bin/jupyter lab --notebook-dir=nbs/labs/student
+
+handout: venv
+	$(PY) -m lnlib.course handout
+
+grade: data
+	@[ -n "$(SUBMISSIONS)" ] || { echo "make grade SUBMISSIONS=<folder of <student>/<lab>.ipynb>"; exit 2; }
+	$(PY) -m lnlib.course grade $(SUBMISSIONS)
 
 # Strip notebook outputs (and papermill metadata) on `git add`.
 hooks: venv

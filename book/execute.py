@@ -89,9 +89,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     names = args.names or toc_notebooks()
     if any(name.startswith("labs/student/") for name in names):
-        from lnlib.labs import write_students
+        from lnlib.course import write_students
 
-        write_students()  # the book shows the labs as students get them (idempotent)
+        write_students()  # the book shows the labs as students get them: nbgrader's release (idempotent)
     unknown = sorted(set(names) - set(toc_notebooks()))
     if unknown:
         parser.error(f"notebook(s) {unknown} are not in _toc.yml; choose from {toc_notebooks()}")

@@ -1,0 +1,109 @@
+"""A student lab in JupyterLab, in headless Chromium: the notebook opens, "Run All Cells" runs it to the end, and
+the check's feedback for the student's mistake shows on the page.
+
+The student version of Lab 1 (nbgrader's release) with a typical first attempt filled in (the sum over the
+samples instead of the mean) is served by the project's own JupyterLab (``make lab``), on localhost, with every
+other request refused. A screenshot goes to ``_build/screenshots/jupyterlab-lab1.png``. Needs Chromium; skipped
+without it, except in CI.
+"""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+from test_book_browser import CHROMIUM_ARGS, SHOTS, _require
+
+from lnlib import course
+
+pytestmark = pytest.mark.browser
+LAB1 = "lab1_logitnorm_loss"
+ATTEMPT = ("    norms = torch.linalg.vector_norm(logits, dim=1, keepdim=True)\n"
+           "    return F.cross_entropy(logits / (tau * norms), labels, reduction='sum')")
+TOKEN = "lnlib-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def jupyterlab(tmp_path_factory):
+    """JupyterLab serving a folder with the student's attempt at Lab 1; yields (base URL, notebook name)."""
+    chromium = os.environ.get("LNLIB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    _require(chromium is not None, "no Chromium: apt-get install chromium")
+    tmp = tmp_path_factory.mktemp("jupyterlab")
+    (release,) = [p for p in course.release(tmp / "course") if p.stem == LAB1]
+    nb = nbformat.read(release, as_version=4)
+    (cell,) = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    cell.source = cell.source.replace("    # YOUR CODE HERE\n    raise NotImplementedError()", ATTEMPT)
+    (tmp / "student").mkdir()
+    nbformat.write(nb, tmp / "student" / f"{LAB1}.ipynb")
+    port = _free_port()
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+         f"--ServerApp.token={TOKEN}", f"--ServerApp.root_dir={tmp / 'student'}", "--allow-root",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "w"))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("JupyterLab did not start: " + (tmp / "server.log").read_text()[-2000:])
+        yield base, chromium
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_a_student_lab_runs_in_jupyterlab_and_shows_the_checks_feedback(jupyterlab):
+    from playwright.sync_api import sync_playwright
+
+    base, chromium = jupyterlab
+    refused = []
+
+    def route(r):
+        if r.request.url.startswith((base, "data:", "blob:", "ws://127.0.0.1")):
+            r.continue_()
+        else:
+            refused.append(r.request.url)
+            r.abort()
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.route("**/*", route)
+        page.goto(f"{base}/lab/tree/{LAB1}.ipynb?token={TOKEN}")
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+        page.locator(".lm-MenuBar-item", has_text=re.compile("^Run$")).click()
+        page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
+        feedback = page.wait_for_selector(".jp-OutputArea-output:has-text('the sum over the 5 samples')",
+                                          timeout=60_000)
+        page.wait_for_selector(".jp-OutputArea-output:has-text('largest confidence it trains towards')",
+                               timeout=60_000)  # the last cell ran: nothing stopped "Run All"
+        text = page.inner_text(".jp-Notebook")
+        feedback.scroll_into_view_if_needed()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "jupyterlab-lab1.png"))
+        browser.close()
+    assert "✗ logit_norm_loss, case 1 (5 samples, 10 classes, tau = 1)" in text
+    assert "logit_norm_loss: 1 of 4 cases pass." in text
+    assert "✓ logit_norm_loss (one sample, 3 classes, tau = 0.5)" in text  # a graded cell, as a student sees it
+    assert "Traceback" not in text and "Error" not in text
+    assert not [u for u in refused if "127.0.0.1" in u], refused
