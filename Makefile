@@ -35,17 +35,20 @@ lint: venv
 test: data lint
 	$(PY) -m pytest
 
+# WORKERS=2: chapters train the runs they ask for together two at a time, one thread each (lnlib.train.
+# load_or_train_all). Off by default: on this project's Intel machine one thread trains at half the speed of two,
+# so two side by side gained nothing (41.9 s against 43.1 s for two runs); where one thread is faster than half, it helps.
+WORKERS ?= 1
 notebooks: data
-	$(PY) book/execute.py --profile $(PROFILE)
+	LNLIB_TRAIN_WORKERS=$(WORKERS) $(PY) book/execute.py --profile $(PROFILE)
 
 # MathJax 3 from the npm registry (SHA-512 checked) into book/static/: the built book reads offline.
 mathjax: venv
 	$(PY) book/mathjax.py
 
-# --all: Sphinx rewrites every page (5 s here). Incrementally it skips unchanged pages even when the table of
-# contents changed around them, and their "next" links went stale.
-book: notebooks mathjax
-	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
+# The chapters, then Sphinx; both timed into _build/timings-<profile>.json, with progress lines as it goes.
+book: data mathjax
+	LNLIB_TRAIN_WORKERS=$(WORKERS) $(PY) book/execute.py --profile $(PROFILE) --sphinx
 	@echo "open _build/html/index.html"
 
 # Training throughput, side by side in one process: lnlib's loop, a torchvision DataLoader loop, matmul FLOP/s.

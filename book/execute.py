@@ -9,15 +9,25 @@ and the Python code it imports: ``lnlib/`` and ``benchmarks/``). A notebook whos
 not executed again, so a second ``make book`` with nothing changed only re-runs Sphinx. (Training runs have
 their own cache in data/runs/.)
 
-    python book/execute.py --profile full|quick [--force] [name ...]
+Shows where it is: while a notebook executes, a line every few seconds when something changed, with the
+chapter, the run training (from its run folder: epoch, seconds per epoch, time left) and an estimate of the
+time left for the build (from the previous build's timing file, else from the chapters done so far). Writes
+where the time went to ``_build/timings-<profile>.json``: per chapter, per run trained in it (training, the
+per-epoch measurements, the final evaluation, images/s, threads) and the rest (evaluation of cached runs and
+analysis), and Sphinx when ``--sphinx`` builds the book too.
+
+    python book/execute.py --profile full|quick [--force] [--sphinx] [name ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,6 +37,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = ROOT / "book" / "generated"
+POLL_S = 5.0  # how often the progress line is refreshed while a notebook executes
+
+
+def timings_path(profile: str) -> Path:
+    return ROOT / "_build" / f"timings-{profile}.json"
 
 
 def toc_notebooks() -> list[str]:
@@ -62,14 +77,104 @@ def up_to_date(name: str, parameters: dict) -> bool:
     return recorded == fingerprint(name, parameters)
 
 
-def execute(name: str, parameters: dict) -> float:
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def training_now(since: float) -> list[dict]:
+    """The runs training since ``since`` (their folder changed, no metrics.json yet): name, epochs done, epochs,
+    mean seconds per epoch."""
+    from lnlib.files import runs_dir
+    from lnlib.runs import Run
+
+    active = []
+    for folder in sorted(runs_dir().glob("*/env.json")):
+        folder = folder.parent
+        history = folder / "history.csv"
+        changed = max(p.stat().st_mtime for p in (folder / "env.json", history) if p.exists())
+        if changed < since or (folder / "metrics.json").exists():
+            continue
+        rows = list(csv.DictReader(history.open())) if history.exists() else []
+        per_epoch = sum(float(r["epoch_time_s"]) for r in rows) / len(rows) if rows else None
+        active.append({"run": folder.name, "epoch": len(rows), "epochs": Run(folder).config.epochs_to_run,
+                       "s_per_epoch": per_epoch})
+    return active
+
+
+def runs_trained(since: float, until: float) -> list[dict]:
+    """Where the time of every run completed between ``since`` and ``until`` went (from its run folder)."""
+    from lnlib.files import runs_dir
+    from lnlib.runs import Run
+
+    rows = []
+    for path in sorted(runs_dir().glob("*/metrics.json")):
+        if not since <= path.stat().st_mtime <= until:
+            continue
+        run, m = Run(path.parent), json.loads(path.read_text())
+        epochs_s = sum(float(r["epoch_time_s"]) for r in csv.DictReader((path.parent / "history.csv").open()))
+        env = json.loads((path.parent / "env.json").read_text())
+        rows.append({"run": path.parent.name, "epochs": m["epochs"], "threads": env.get("cpu_threads"),
+                     "wall_s": round(path.stat().st_mtime - (path.parent / "env.json").stat().st_mtime, 1),
+                     "train_s": round(m["train_time_s"], 1),
+                     "per_epoch_measurements_s": round(epochs_s - m["train_time_s"], 1),
+                     "final_evaluation_s": m.get("evaluation_time_s"),
+                     "train_images_per_s": round(run.config.train_images * m["epochs"] / m["train_time_s"], 1)})
+    return rows
+
+
+class Progress:
+    """Prints, while a notebook executes, where the build is (see the module docstring)."""
+
+    def __init__(self, names: list[str], previous: dict[str, float]):
+        self.names, self.previous, self.start, self.done = names, previous, time.time(), {}
+
+    def left(self, name: str, elapsed_here: float) -> str:
+        """The estimate of the build's time left: each chapter as long as in the previous build that executed it,
+        else as long as the mean of the chapters executed so far (then it is rough)."""
+        rest = self.names[self.names.index(name):]
+        mean = sum(self.done.values()) / len(self.done) if self.done else None
+        guesses = [self.previous.get(n, mean) for n in rest]
+        if None in guesses:
+            return "no estimate yet (first build: it comes after the first chapter)"
+        rough = "" if all(n in self.previous for n in rest) else "roughly "
+        return f"{rough}{_clock(max(guesses[0] - elapsed_here, 0) + sum(guesses[1:]))} left"
+
+    def line(self, name: str, chapter_start: float) -> str:
+        now = time.time()
+        parts = [f"[book] {self.names.index(name) + 1}/{len(self.names)} {name} {_clock(now - chapter_start)}"]
+        for t in training_now(chapter_start):
+            eta = (f", run done in ~{_clock((t['epochs'] - t['epoch']) * t['s_per_epoch'])}"
+                   if t["s_per_epoch"] else "")
+            speed = f" ({t['s_per_epoch']:.1f} s/epoch{eta})" if t["s_per_epoch"] else ""
+            parts.append(f"training {t['run']} epoch {t['epoch']}/{t['epochs']}{speed}")
+        parts.append(f"build {_clock(now - self.start)}, {self.left(name, now - chapter_start)}")
+        return " · ".join(parts)
+
+    def watch(self, name: str, chapter_start: float, stop: threading.Event) -> None:
+        last = None
+        while not stop.wait(POLL_S):
+            line = self.line(name, chapter_start)
+            key = line.split(" · ")[1:-1]  # the runs and their epochs: print when they change, or every minute
+            if key != last or int(time.time() - chapter_start) % 60 < POLL_S:
+                print(line, flush=True)
+                last = key
+
+
+def execute(name: str, parameters: dict, progress: Progress | None = None) -> float:
     """Run one notebook; returns its wall time in seconds."""
     source, target = ROOT / "nbs" / f"{name}.ipynb", GENERATED / f"{name}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     stamp = fingerprint(name, parameters)  # of the inputs as they were when the run started
-    pm.execute_notebook(source, target, parameters=parameters, kernel_name="python3", cwd=str(ROOT / "nbs"),
-                        progress_bar=False)
+    stop = threading.Event()
+    if progress is not None:
+        threading.Thread(target=progress.watch, args=(name, time.time(), stop), daemon=True).start()
+    try:
+        pm.execute_notebook(source, target, parameters=parameters, kernel_name="python3", cwd=str(ROOT / "nbs"),
+                            progress_bar=False)
+    finally:
+        stop.set()
     nb = nbformat.read(target, as_version=4)
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
@@ -80,28 +185,70 @@ def execute(name: str, parameters: dict) -> float:
     return time.perf_counter() - start
 
 
+def write_timings(path: Path, record: dict) -> None:
+    from lnlib.files import atomic_write_json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(record, path)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     profiles = yaml.safe_load((ROOT / "book" / "params.yaml").read_text())
     parser.add_argument("--profile", choices=sorted(profiles), default="full")
     parser.add_argument("--force", action="store_true", help="execute even the notebooks that are up to date")
+    parser.add_argument("--sphinx", action="store_true", help="then build the book with jupyter-book (timed)")
     parser.add_argument("names", nargs="*", help="notebooks to run (default: all in _toc.yml)")
     args = parser.parse_args(argv)
     names = args.names or toc_notebooks()
+    unknown = sorted(set(names) - set(toc_notebooks()))
+    if unknown:
+        parser.error(f"notebook(s) {unknown} are not in _toc.yml; choose from {toc_notebooks()}")
+    build_start = time.time()
     if any(name.startswith("labs/student/") for name in names):
         from lnlib.course import write_students
 
         write_students()  # the book shows the labs as students get them: nbgrader's release (idempotent)
-    unknown = sorted(set(names) - set(toc_notebooks()))
-    if unknown:
-        parser.error(f"notebook(s) {unknown} are not in _toc.yml; choose from {toc_notebooks()}")
+    path = timings_path(args.profile)
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    last = {c["name"]: c["last_executed_s"] for c in previous.get("chapters", []) if c.get("last_executed_s")}
+    progress = Progress(names, last)
+    chapters, fresh = [], []
     for name in names:
         parameters = profiles[args.profile].get(name, {})
         if not args.force and up_to_date(name, parameters):
-            print(f"[book] {name}: up to date (same notebook, parameters and code), not executed", flush=True)
+            fresh.append(name)
+            chapters.append({"name": name, "status": "up to date", "seconds": 0.0,
+                             "last_executed_s": last.get(name)})  # for the next build's estimate
             continue
         print(f"[book] {name}: papermill with {parameters or 'notebook defaults'} ...", flush=True)
-        print(f"[book] {name}: done in {execute(name, parameters):.0f} s", flush=True)
+        start = time.time()
+        seconds = execute(name, parameters, progress)
+        progress.done[name] = seconds
+        runs = runs_trained(start, time.time())
+        chapters.append({"name": name, "status": "executed", "seconds": round(seconds, 1),
+                         "last_executed_s": round(seconds, 1), "runs_trained": runs,
+                         "training_s": round(sum(r["wall_s"] for r in runs), 1),
+                         "rest_s": round(seconds - sum(r["wall_s"] for r in runs), 1)})
+        print(f"[book] {name}: done in {_clock(seconds)}" + (f", {len(runs)} run(s) trained" if runs else ""),
+              flush=True)
+    if fresh:
+        print(f"[book] {len(fresh)} of {len(names)} notebooks up to date (same notebook, parameters and code): "
+              + ("nothing to execute" if len(fresh) == len(names) else "not executed"), flush=True)
+    record = {"profile": args.profile, "chapters": chapters}
+    if args.sphinx:
+        start = time.time()
+        # --all: Sphinx rewrites every page (5 s here); incrementally it skips unchanged pages even when the table
+        # of contents changed around them, and their "next" links went stale. -W: a warning fails the build.
+        built = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT), "--all",
+                                "-W", "-n", "--keep-going"])
+        record["sphinx_s"] = round(time.time() - start, 1)
+        if built.returncode != 0:
+            print(f"[book] jupyter-book build failed (exit code {built.returncode}): see its output above", flush=True)
+            return built.returncode
+    record["total_s"] = round(time.time() - build_start, 1)
+    write_timings(path, record)
+    print(f"[book] {_clock(record['total_s'])} in all; where it went: {path}", flush=True)
     return 0
 
 

@@ -283,16 +283,26 @@ def confidence_pgd(model: nn.Module, start: torch.Tensor, eps: float, steps: int
     draw = dict(generator=generator, device=generator.device if generator else start.device)
     scale = torch.rand(shape, **draw).to(start)
     u = project(start + scale * eps * (2 * torch.rand(start.shape, **draw).to(start) - 1))
-    with torch.no_grad():
-        best, best_conf = u.clone(), confidence(u)
+    best, best_conf = u.detach().clone(), None
+
+    def keep_better(u, conf):  # the best iterate so far, per example
+        nonlocal best_conf
+        if best_conf is None:
+            best_conf = conf.clone()
+            return
+        better = conf > best_conf
+        best[better], best_conf[better] = u[better], conf[better]
+
+    # Each iterate's confidence comes from the forward pass that its gradient step needs anyway: steps forward
+    # passes with gradient and one without (the last iterate), not 2·steps + 1. The same numbers either way.
     for _ in range(steps):
         u = u.detach().requires_grad_(True)
         conf = confidence(u)
         (grad,) = torch.autograd.grad(conf.sum(), u)
         with torch.no_grad():
+            keep_better(u, conf.detach())
             u = project(u + step_size * grad.sign())
-            new_conf = confidence(u)
-            better = new_conf > best_conf
-            best[better], best_conf[better] = u[better], new_conf[better]
+    with torch.no_grad():
+        keep_better(u, confidence(u))
     model.train(was_training)
     return best.detach()

@@ -20,9 +20,14 @@ step, channels_last; on GPU also bf16 autocast and fused SGD.
 
 from __future__ import annotations
 
+import collections
+import json
 import math
+import os
 import shutil
+import subprocess
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -118,9 +123,11 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
     if main:
         atomic_torch_save(net.model.state_dict(), run.path / "model.pt")
         run.record_digests("model.pt")
+        t0 = time.perf_counter()
         evaluated = compute_outputs(run, net.model, device, eval_sets)
         final = {"test_acc": metrics.accuracy(evaluated[ID_TEST].logits, evaluated[ID_TEST].labels),
-                 "epochs": epochs, "train_time_s": train_time, "ood": ood_table(evaluated)}
+                 "epochs": epochs, "train_time_s": train_time, "ood": ood_table(evaluated),
+                 "evaluation_time_s": round(time.perf_counter() - t0, 2)}
         atomic_write_json(final, run.path / "metrics.json")
         checkpoint.unlink(missing_ok=True)
     distributed.barrier()  # torchrun: the run is complete for every rank
@@ -347,9 +354,77 @@ def load_or_train(cfg: TrainConfig, root: Path | None = None, progress: bool | N
     return run
 
 
-def load_or_train_all(cfgs, root: Path | None = None, progress: bool | None = None) -> list[Run]:
-    """:func:`load_or_train` for each config, in order; every config is validated before any training."""
+WORKERS_ENV = "LNLIB_TRAIN_WORKERS"  # how many runs load_or_train_all trains side by side on a CPU (default 1)
+
+
+def load_or_train_all(cfgs, root: Path | None = None, progress: bool | None = None,
+                      workers: int | None = None) -> list[Run]:
+    """:func:`load_or_train` for each config, in order; every config is validated before any training.
+
+    ``workers`` (default ``$LNLIB_TRAIN_WORKERS``, else 1): on a CPU, the runs still to train are trained that many
+    at a time, each in its own process with ``torch.get_num_threads() // workers`` threads (at least 1). That pays
+    where one thread trains faster than half as fast as two (``benchmarks/train_throughput.py --variants
+    threads=1``: 0.67× on the README's AMD machine); on a machine where it is 0.5×, it gains nothing. Each run is
+    the same as when trained alone with that many threads; ``env.json`` records the count. On a GPU, and under
+    torchrun, the runs train one by one.
+    """
     cfgs = list(cfgs)
     for cfg in cfgs:
         cfg.validate()
+    workers = int(os.environ.get(WORKERS_ENV) or 1) if workers is None else workers
+    if not (isinstance(workers, int) and workers >= 1):
+        raise ValueError(f"workers={workers!r} must be an integer >= 1 (or set {WORKERS_ENV})")
+    todo = list({c.content_hash(): c for c in cfgs if not Run.for_config(c, root).is_complete()}.values())
+    if (workers > 1 and len(todo) > 1 and distributed.launched().world == 1
+            and all(resolve_device(c.device).type == "cpu" for c in todo)):
+        for cfg in todo:
+            check_data(cfg)  # a missing set fails here, not in a worker
+        train_side_by_side(todo, root, workers, threads=max(1, torch.get_num_threads() // workers))
     return [load_or_train(cfg, root, progress) for cfg in cfgs]
+
+
+def train_side_by_side(cfgs: list[TrainConfig], root: Path | None, workers: int, threads: int) -> None:
+    """Train ``cfgs`` in ``workers`` processes at a time (``python -c``, ``threads`` torch threads each), relaying
+    their lines prefixed with the run; the first that fails stops the others and raises, with its last lines.
+    A stopped run resumes from its last finished epoch next time."""
+    pending, running = list(cfgs), []  # running: (cfg, process, its last lines)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    code = ("import json, sys; from lnlib.train import train_in_process; "
+            "train_in_process(json.loads(sys.argv[1]), sys.argv[2] or None, int(sys.argv[3]))")
+
+    def relay(process, name, tail):
+        for line in process.stdout:
+            tail.append(line)
+            print(f"[{name}] {line}", end="", flush=True)
+
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                cfg = pending.pop(0)
+                process = subprocess.Popen([sys.executable, "-c", code, json.dumps(cfg.to_dict()), str(root or ""),
+                                            str(threads)], env=env, stdout=subprocess.PIPE,
+                                           stderr=subprocess.STDOUT, text=True)
+                tail = collections.deque(maxlen=30)
+                relayed = threading.Thread(target=relay, args=(process, cfg.slug(), tail), daemon=True)
+                relayed.start()
+                running.append((cfg, process, tail, relayed))
+            for job in list(running):
+                cfg, process, tail, relayed = job
+                if process.poll() is None:
+                    continue
+                relayed.join()
+                running.remove(job)
+                if process.returncode != 0:
+                    raise RuntimeError(f"training {Run.for_config(cfg, root).path.name} in a worker process failed "
+                                       f"(exit code {process.returncode}); its last lines:\n" + "".join(tail))
+            time.sleep(0.2)
+    finally:
+        for _, process, _, _ in running:  # on an error or Ctrl+C: stop the others (they resume next time)
+            process.terminate()
+            process.wait()
+
+
+def train_in_process(config: dict, root: Path | str | None, threads: int) -> str:
+    """One worker of :func:`load_or_train_all`: ``load_or_train`` with ``threads`` torch threads; the run folder."""
+    torch.set_num_threads(threads)
+    return str(load_or_train(TrainConfig.from_dict(config), Path(root) if root else None, progress=False).path)

@@ -3,6 +3,8 @@
 import hashlib
 import inspect
 import io
+import json
+import re
 import tarfile
 
 import nbformat
@@ -104,13 +106,14 @@ def test_a_notebook_is_up_to_date_only_for_the_same_source_and_parameters(genera
     assert execute.fingerprint("train", {}) != execute.fingerprint("ood_results", {})
 
 
-def test_second_build_executes_nothing_that_is_up_to_date(generated, monkeypatch, capsys):
+def test_second_build_executes_nothing_that_is_up_to_date(generated, monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(execute, "timings_path", lambda profile: tmp_path / f"timings-{profile}.json")
     profiles = yaml.safe_load((REPO / "book" / "params.yaml").read_text())
     write_output(generated, "train", execute.fingerprint("train", profiles["quick"]["train"]))
     executed = []
-    monkeypatch.setattr(execute, "execute", lambda name, parameters: executed.append(name) or 0.0)
+    monkeypatch.setattr(execute, "execute", lambda name, parameters, progress: executed.append(name) or 0.0)
     assert execute.main(["--profile", "quick", "train", "ood_results"]) == 0
-    assert executed == ["ood_results"] and "train: up to date" in capsys.readouterr().out
+    assert executed == ["ood_results"] and "1 of 2 notebooks up to date" in capsys.readouterr().out
     assert execute.main(["--profile", "quick", "--force", "train"]) == 0
     assert executed == ["ood_results", "train"]
 
@@ -152,3 +155,39 @@ def test_a_notebook_that_raises_fails_the_build_and_is_not_marked_done(tmp_path,
     with pytest.raises(pm.PapermillExecutionError, match="a chapter that fails"):
         execute.execute("boom", {})
     assert not execute.up_to_date("boom", {})  # the next build runs it again
+
+
+# ----------------------------------------------------------------------------------------------- progress
+def test_progress_shows_the_chapter_the_run_its_epoch_and_the_time_left(runs_root):
+    import time
+
+    from lnlib import TrainConfig
+    from lnlib.runs import Run
+
+    since = time.time() - 1
+    cfg = TrainConfig(quick=True, epochs=3)
+    run = Run.for_config(cfg)
+    run.start(cfg, {"cpu_threads": 1})
+    run.write_history([{"epoch": 1, "train_loss": 1.0, "epoch_time_s": 4.0}])
+    progress = execute.Progress(["train", "ood_results"], previous={"train": 100.0, "ood_results": 50.0})
+    line = progress.line("train", since)
+    assert line.startswith("[book] 1/2 train 0:00:0")
+    assert f"training {run.path.name} epoch 1/3 (4.0 s/epoch, run done in ~0:00:08)" in line
+    assert line.endswith(" left") and "0:02:2" in line  # about 99 s of this chapter + 50 s of the next
+    first_build = execute.Progress(["train", "ood_results"], previous={})
+    assert "no estimate yet" in first_build.line("train", since)
+    first_build.done["train"] = 60.0
+    assert re.search(r"roughly 0:0[01]:\d\d left$", first_build.line("ood_results", since))  # ~60 s: the mean
+    (run.path / "metrics.json").write_text("{}")  # complete: no longer training
+    assert "training" not in progress.line("train", since)
+
+
+def test_a_build_with_nothing_to_do_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(execute, "up_to_date", lambda name, parameters: True)
+    monkeypatch.setattr(execute, "timings_path", lambda profile: tmp_path / f"timings-{profile}.json")
+    assert execute.main(["--profile", "quick", "train", "ood_results"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == ("[book] 2 of 2 notebooks up to date (same notebook, parameters and code): "
+                        "nothing to execute") and len(lines) == 2  # and the total with the timing file's path
+    record = json.loads((tmp_path / "timings-quick.json").read_text())
+    assert [c["status"] for c in record["chapters"]] == ["up to date"] * 2

@@ -231,3 +231,41 @@ def test_rays_along_which_every_relu_switches_off_end_at_the_offsets():
     far = _far_argmax(model, x)
     assert (limit.limit_class == far).all() and len(set(far)) == 1
     assert far[0] != 0  # so the argmax of the (zero) slope, class 0, would be wrong here
+
+
+def _pgd_two_forwards_per_step(model, start, eps, steps, generator):
+    """The attack as first written: after each step, a second forward pass for the new iterate's confidence."""
+    def confidence(u):
+        return torch.log_softmax(model(u).float(), dim=1).amax(dim=1)
+
+    def project(u):
+        return torch.minimum(torch.maximum(u.clamp(0, 1), start - eps), start + eps)
+
+    model.eval()
+    step_size = eps / max(steps, 1)
+    scale = torch.rand((len(start), *[1] * (start.ndim - 1)), generator=generator)
+    u = project(start + scale * eps * (2 * torch.rand(start.shape, generator=generator) - 1))
+    with torch.no_grad():
+        best, best_conf = u.clone(), confidence(u)
+    for _ in range(steps):
+        u = u.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(confidence(u).sum(), u)
+        with torch.no_grad():
+            u = project(u + step_size * grad.sign())
+            new_conf = confidence(u)
+            better = new_conf > best_conf
+            best[better], best_conf[better] = u[better], new_conf[better]
+    return best
+
+
+@pytest.mark.parametrize("steps", [0, 1, 5])
+def test_pgd_reuses_the_step_forward_and_returns_exactly_what_two_forwards_per_step_did(steps):
+    torch.manual_seed(0)
+    model = create_model("small_cnn", (1, 28, 28), 10)
+    start = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    got = faraway.confidence_pgd(model, start, 0.3, steps, generator=torch.Generator().manual_seed(1))
+    assert len(calls) == steps + 1  # one forward per gradient step, and one for the last iterate
+    want = _pgd_two_forwards_per_step(model, start, 0.3, steps, torch.Generator().manual_seed(1))
+    assert torch.equal(got, want)

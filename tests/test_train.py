@@ -165,3 +165,38 @@ def test_logitnorm_plus_acet_trains_and_lowers_confidence_on_noise(runs_root, fa
     noise = {name: msp(outputs(run, ["blurred_noise"])["blurred_noise"].logits).mean()
              for name, run in (("plain", plain), ("acet", acet))}
     assert noise["acet"] < noise["plain"] - 0.1, noise  # trained towards 1/K on this kind of noise
+
+
+def _without_clocks(run):
+    metrics = {k: v for k, v in run.metrics.items() if k not in ("train_time_s", "evaluation_time_s")}
+    return metrics, run.history.drop(columns="epoch_time_s"), torch.load(run.path / "model.pt", weights_only=True)
+
+
+@pytest.mark.slow
+def test_runs_trained_side_by_side_equal_the_same_runs_trained_one_after_the_other(tmp_path,
+                                                                                 fashion_mnist_available):
+    from lnlib import train
+    from lnlib.runs import Run
+
+    cfgs = [tiny_cfg(loss=loss, train_subset=2000, epochs=2) for loss in ("ce", "logitnorm")]
+    threads = torch.get_num_threads()
+    try:  # one after the other, one thread each, in this process
+        alone = [Run(train.train_in_process(c.to_dict(), tmp_path / "alone", 1)) for c in cfgs]
+    finally:
+        torch.set_num_threads(threads)
+    side = train.load_or_train_all(cfgs, tmp_path / "side", workers=2)  # two processes at once
+    for a, b in zip(alone, side, strict=True):
+        assert a.path.name == b.path.name and b.is_complete()
+        assert json.loads((b.path / "env.json").read_text())["cpu_threads"] == 1
+        (ma, ha, wa), (mb, hb, wb) = _without_clocks(a), _without_clocks(b)
+        assert ma == mb
+        pd.testing.assert_frame_equal(ha, hb)
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert train.load_or_train_all(cfgs, tmp_path / "side", workers=2)[0].path == side[0].path  # cached now
+
+
+def test_load_or_train_all_names_a_bad_worker_count(runs_root):
+    from lnlib import train
+
+    with pytest.raises(ValueError, match=r"workers=0 must be an integer >= 1 \(or set LNLIB_TRAIN_WORKERS\)"):
+        train.load_or_train_all([tiny_cfg()], workers=0)
