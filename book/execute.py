@@ -152,13 +152,13 @@ class Progress:
         return " · ".join(parts)
 
     def watch(self, name: str, chapter_start: float, stop: threading.Event) -> None:
-        last = None
+        last, printed = None, 0.0
         while not stop.wait(POLL_S):
             line = self.line(name, chapter_start)
             key = line.split(" · ")[1:-1]  # the runs and their epochs: print when they change, or every minute
-            if key != last or int(time.time() - chapter_start) % 60 < POLL_S:
+            if key != last or time.time() - printed >= 60:
                 print(line, flush=True)
-                last = key
+                last, printed = key, time.time()
 
 
 def execute(name: str, parameters: dict, progress: Progress | None = None) -> float:
