@@ -67,6 +67,22 @@ def toc_pages() -> list[str]:
     return [toc["root"], *walk(toc)]
 
 
+def refuse_all_but(page, allowed: tuple[str, ...]) -> list[str]:
+    """Route every request of ``page``: those whose URL starts with one of ``allowed`` go on, the others are
+    refused and listed in the returned list (filled as the page loads)."""
+    refused: list[str] = []
+
+    def route(r):
+        if r.request.url.startswith(allowed):
+            r.continue_()
+        else:
+            refused.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    return refused
+
+
 def _require(condition: bool, message: str):
     if not condition:
         if os.environ.get("CI"):
@@ -87,19 +103,11 @@ def visited():
     _require(not missing, f"no built book in {HTML} ({len(missing)} pages missing): make book QUICK=1")
 
     SHOTS.mkdir(parents=True, exist_ok=True)
-    facts, refused, failed, script_errors = {}, [], [], {}
-
-    def route(r):
-        if r.request.url.startswith(("file://", "data:", "blob:")):
-            r.continue_()
-        else:
-            refused.append(r.request.url)
-            r.abort()
-
+    facts, failed, script_errors = {}, [], {}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.route("**/*", route)
+        refused = refuse_all_but(page, ("file://", "data:", "blob:"))
         page.on("requestfailed", lambda r: failed.append(f"{r.url}: {r.failure}"))
         current = {"page": None}
         page.on("pageerror", lambda e: script_errors.setdefault(current["page"], []).append(str(e)))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from test_book_browser import CHROMIUM_ARGS, SHOTS, _require
+from test_book_browser import CHROMIUM_ARGS, SHOTS, _require, refuse_all_but
 
 from lnlib import course
 
@@ -75,19 +75,10 @@ def test_a_student_lab_runs_in_jupyterlab_and_shows_the_checks_feedback(jupyterl
     from playwright.sync_api import sync_playwright
 
     base, chromium = jupyterlab
-    refused = []
-
-    def route(r):
-        if r.request.url.startswith((base, "data:", "blob:", "ws://127.0.0.1")):
-            r.continue_()
-        else:
-            refused.append(r.request.url)
-            r.abort()
-
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.route("**/*", route)
+        refused = refuse_all_but(page, (base, "data:", "blob:", "ws://127.0.0.1"))
         page.goto(f"{base}/lab/tree/{LAB1}.ipynb?token={TOKEN}")
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
