@@ -41,7 +41,7 @@ class Outputs:
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000,
+def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = TrainConfig.eval_batch_size,
             features: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Logits ``(N, K)`` float32 of normalised inputs ``x`` ``(N, C, H, W)``, in eval mode, in batches.
 

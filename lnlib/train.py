@@ -103,13 +103,15 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
         train_loss = check_finite(net, train_loss, epoch, run)  # the epoch's one host sync, on the summed loss
         train_time += time.perf_counter() - t0
         if main:  # ---- per-epoch measurements (eval mode), history and checkpoint
+            stats, logits = measure(net.model, monitor, cfg.eval_batch_size)
             row = {"epoch": epoch + 1, "lr": net.optimizer.param_groups[0]["lr"],
-                   "train_loss": train_loss, "train_acc": train_acc.item(),
-                   **measure(net.model, monitor, cfg.eval_batch_size), "epoch_time_s": time.perf_counter() - t0}
+                   "train_loss": train_loss, "train_acc": train_acc.item(), **stats,
+                   "epoch_time_s": time.perf_counter() - t0}
             history.append(row)
             run.write_history(history)
             if cfg.ood_every and ((epoch + 1) % cfg.ood_every == 0 or epoch + 1 == epochs):
-                ood_history += ood_along_training(net.model, tracked, cfg.eval_batch_size, row)
+                known = {ID_TEST: logits["test"], cfg.monitor_ood: logits["ood"]}  # this epoch's, not twice
+                ood_history += ood_along_training(net.model, tracked, cfg.eval_batch_size, row, known)
                 run.write_table(ood_history, "ood_history.csv")
             atomic_torch_save({"model": net.model.state_dict(), "optimizer": net.optimizer.state_dict(),
                                "epoch": epoch + 1, "history": history, "ood_history": ood_history,
@@ -297,24 +299,32 @@ def logit_stats(logits: torch.Tensor, prefix: str) -> dict[str, float]:
             f"{prefix}_msp_mean": msp.mean().item()}
 
 
-def measure(model: torch.nn.Module, monitor: dict, batch_size: int) -> dict[str, float]:
+def measure(model: torch.nn.Module, monitor: dict, batch_size: int) -> tuple[dict[str, float], dict]:
     """The per-epoch measurements, in eval mode: test accuracy and cross-entropy, clean training accuracy,
-    and :func:`logit_stats` of ``monitor``'s ``train`` (probe), ``test`` and ``ood`` sets ``(x, labels)``."""
+    and :func:`logit_stats` of ``monitor``'s ``train`` (probe), ``test`` and ``ood`` sets ``(x, labels)``.
+
+    Returns ``(row, logits)``: the measurements, and the logits ``(N, K)`` of ``test`` and ``ood``, which
+    :func:`ood_along_training` reuses."""
     (probe_x, probe_y), (test_x, test_y), (ood_x, _) = monitor["train"], monitor["test"], monitor["ood"]
     test_logits = predict(model, test_x, batch_size)
     row = {"test_acc": (test_logits.argmax(1) == test_y).float().mean().item(),
            "test_ce": F.cross_entropy(test_logits, test_y).item()}
-    probe_logits = predict(model, probe_x, batch_size)
+    probe_logits, ood_logits = predict(model, probe_x, batch_size), predict(model, ood_x, batch_size)
     row["train_eval_acc"] = (probe_logits.argmax(1) == probe_y).float().mean().item()  # clean, eval mode
-    return {**row, **logit_stats(probe_logits, "train"), **logit_stats(test_logits, "test"),
-            **logit_stats(predict(model, ood_x, batch_size), "ood")}
+    row.update(**logit_stats(probe_logits, "train"), **logit_stats(test_logits, "test"),
+               **logit_stats(ood_logits, "ood"))
+    return row, {"test": test_logits, "ood": ood_logits}
 
 
-def ood_along_training(model: torch.nn.Module, tracked: dict, batch_size: int, row: dict) -> list[dict]:
+def ood_along_training(model: torch.nn.Module, tracked: dict, batch_size: int, row: dict,
+                       known: dict | None = None) -> list[dict]:
     """One row per OOD set of ``tracked`` (``{set: x}``, ID test under ``ID_TEST``): MSP ``fpr95`` (ID positive)
     and ``auroc`` against the ID test set, the set's mean ‖f‖ and MSP, beside this epoch's clean training
-    accuracy and mean train/test ‖f‖ from the history ``row``."""
-    by_set = {name: predict(model, x, batch_size).cpu().numpy() for name, x in tracked.items()}
+    accuracy and mean train/test ‖f‖ from the history ``row``. ``known``: ``{set: logits}`` this model already
+    gave (the ID test and monitor sets from :func:`measure`), used instead of a second forward pass."""
+    known = known or {}
+    by_set = {name: (known[name] if name in known else predict(model, x, batch_size)).cpu().numpy()
+              for name, x in tracked.items()}
     id_scores = scores.log_msp(by_set[ID_TEST])
     keep = ("epoch", "train_eval_acc", "train_norm_mean", "test_norm_mean", "test_acc")
     rows = []

@@ -84,6 +84,14 @@ def test_hash_is_stable_across_processes_and_sensitive_to_fields():
     assert ce.replace(tau=0.5).content_hash() == ce.content_hash()
 
 
+def test_eval_batch_size_keeps_the_names_of_existing_runs():
+    # known answers: the folders of the book's default LogitNorm and CE runs since the first builds, when the
+    # evaluation batch was 1000; how the outputs are batched does not change what is trained
+    assert TrainConfig().content_hash() == "83627ed6"
+    assert TrainConfig(loss="ce").content_hash() == "36ce1962"
+    assert TrainConfig(eval_batch_size=1000).content_hash() == TrainConfig(eval_batch_size=7).content_hash()
+
+
 def test_outlier_fields_change_the_hash_only_where_they_are_used():
     base = TrainConfig(loss="ce")
     # without an outlier objective they do nothing: hashes of runs from before these fields existed still hold

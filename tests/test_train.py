@@ -11,8 +11,9 @@ import torch
 from conftest import REPO, tiny_cfg
 
 from lnlib import TrainConfig, load_or_train
+from lnlib.evaluate import predict
 from lnlib.runs import Run
-from lnlib.train import augment, lr_at
+from lnlib.train import augment, build, lr_at, measure, ood_along_training
 
 TIME_COLUMNS = ["epoch_time_s"]
 
@@ -30,6 +31,28 @@ def test_augment_is_a_shifted_crop_or_its_mirror():
         assert any(torch.equal(out[i], c) or torch.equal(out[i], c.flip(2)) for c in crops)
     g2 = torch.Generator().manual_seed(0)
     assert torch.equal(out, augment(x, 2, g2, mean, std))
+
+
+def test_logits_do_not_depend_on_the_evaluation_batch():
+    # why eval_batch_size is not hashed and why ood_along_training may reuse measure's logits: in eval mode an
+    # image's logits are the same in a batch of 256 or 1000 (bit for bit on CPU: the same kernels per image)
+    torch.manual_seed(0)
+    model = build(TrainConfig(), torch.device("cpu")).model
+    x = torch.randn(1200, 1, 28, 28)
+    assert torch.equal(predict(model, x, 256), predict(model, x, 1000))
+
+
+def test_ood_along_training_reusing_logits_gives_the_same_rows():
+    torch.manual_seed(0)
+    model = build(TrainConfig(), torch.device("cpu")).model
+    test_x, test_y = torch.randn(300, 1, 28, 28), torch.randint(0, 10, (300,))
+    tracked = {"id_test": test_x, "textures": torch.randn(200, 1, 28, 28) * 2, "digits": torch.rand(100, 1, 28, 28)}
+    monitor = {"train": (test_x[:100], test_y[:100]), "test": (test_x, test_y), "ood": (tracked["textures"], None)}
+    stats, logits = measure(model, monitor, 128)
+    row = {"epoch": 1, **stats}
+    again = ood_along_training(model, tracked, 128, row, {"id_test": logits["test"], "textures": logits["ood"]})
+    assert again == ood_along_training(model, tracked, 128, row)
+    assert [r["ood_set"] for r in again] == ["textures", "digits"]
 
 
 def test_lr_schedule():
