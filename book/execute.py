@@ -11,12 +11,16 @@ their own cache in data/runs/.)
 
 Shows where it is: while a notebook executes, a line every few seconds when something changed, with the
 chapter, the run training (from its run folder: epoch, seconds per epoch, time left) and an estimate of the
-time left for the build (from the previous build's timing file, else from the chapters done so far). Writes
+time left for the build (from the previous build's timing file; on a first build from the reference build in
+``book/reference_timings.json``, scaled by how this machine compares with it so far). Writes
 where the time went to ``_build/timings-<profile>.json``: per chapter, per run trained in it (training, the
 per-epoch measurements, the final evaluation, images/s, threads) and the rest (evaluation of cached runs and
 analysis), and Sphinx when ``--sphinx`` builds the book too.
 
-    python book/execute.py --profile full|quick [--force] [--sphinx] [name ...]
+    python book/execute.py --profile full|quick [--force] [--sphinx] [--reference] [name ...]
+
+``--reference`` records a build's seconds per chapter as the reference for first builds: run it on a fresh clone
+(every chapter executed) when chapters are added or much changed.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import argparse
 import csv
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -38,6 +43,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = ROOT / "book" / "generated"
 POLL_S = 5.0  # how often the progress line is refreshed while a notebook executes
+REFERENCE = ROOT / "book" / "reference_timings.json"  # a fresh clone's build: seconds per chapter, per profile
 
 
 def timings_path(profile: str) -> Path:
@@ -126,15 +132,19 @@ def runs_trained(since: float, until: float) -> list[dict]:
 class Progress:
     """Prints, while a notebook executes, where the build is (see the module docstring)."""
 
-    def __init__(self, names: list[str], previous: dict[str, float]):
+    def __init__(self, names: list[str], previous: dict[str, float], reference: dict[str, float] | None = None):
         self.names, self.previous, self.start, self.done = names, previous, time.time(), {}
+        self.reference = reference or {}
 
     def left(self, name: str, elapsed_here: float) -> str:
-        """The estimate of the build's time left: each chapter as long as in the previous build that executed it,
-        else as long as the mean of the chapters executed so far (then it is rough)."""
+        """The estimate of the build's time left: each chapter as long as in the previous build that executed it;
+        else as in the reference build, times the ratio of this build's chapters done so far to theirs there;
+        else as long as the mean of the chapters executed so far. Rough unless all come from the previous build."""
         rest = self.names[self.names.index(name):]
         mean = sum(self.done.values()) / len(self.done) if self.done else None
-        guesses = [self.previous.get(n, mean) for n in rest]
+        compared = [n for n in self.done if self.reference.get(n)]
+        scale = (sum(self.done[n] for n in compared) / sum(self.reference[n] for n in compared)) if compared else 1.0
+        guesses = [self.previous.get(n, self.reference[n] * scale if n in self.reference else mean) for n in rest]
         if None in guesses:
             return "no estimate yet (first build: it comes after the first chapter)"
         rough = "" if all(n in self.previous for n in rest) else "roughly "
@@ -192,12 +202,26 @@ def write_timings(path: Path, record: dict) -> None:
     atomic_write_json(record, path)
 
 
+def write_reference(profile: str, record: dict) -> None:
+    """Record the seconds of ``record``'s executed chapters in ``profile``'s reference build (``--reference``)."""
+    from lnlib.files import atomic_write_json
+
+    reference = json.loads(REFERENCE.read_text()) if REFERENCE.exists() else {}
+    chapters = reference.get(profile, {}).get("chapters", {})  # a chapter not executed keeps its time
+    chapters.update({c["name"]: c["seconds"] for c in record["chapters"] if c["status"] == "executed"})
+    reference[profile] = {"measured": f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPU cores, fresh clone",
+                          "chapters": chapters}
+    atomic_write_json(reference, REFERENCE)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     profiles = yaml.safe_load((ROOT / "book" / "params.yaml").read_text())
     parser.add_argument("--profile", choices=sorted(profiles), default="full")
     parser.add_argument("--force", action="store_true", help="execute even the notebooks that are up to date")
     parser.add_argument("--sphinx", action="store_true", help="then build the book with jupyter-book (timed)")
+    parser.add_argument("--reference", action="store_true",
+                        help="record this build's chapter times as the reference for first builds' estimates")
     parser.add_argument("names", nargs="*", help="notebooks to run (default: all in _toc.yml)")
     args = parser.parse_args(argv)
     names = args.names or toc_notebooks()
@@ -212,7 +236,8 @@ def main(argv=None) -> int:
     path = timings_path(args.profile)
     previous = json.loads(path.read_text()) if path.exists() else {}
     last = {c["name"]: c["last_executed_s"] for c in previous.get("chapters", []) if c.get("last_executed_s")}
-    progress = Progress(names, last)
+    reference = json.loads(REFERENCE.read_text()).get(args.profile, {}) if REFERENCE.exists() else {}
+    progress = Progress(names, last, reference.get("chapters"))
     chapters, fresh = [], []
     for name in names:
         parameters = profiles[args.profile].get(name, {})
@@ -248,6 +273,8 @@ def main(argv=None) -> int:
             return built.returncode
     record["total_s"] = round(time.time() - build_start, 1)
     write_timings(path, record)
+    if args.reference:
+        write_reference(args.profile, record)
     print(f"[book] {_clock(record['total_s'])} in all; where it went: {path}", flush=True)
     return 0
 

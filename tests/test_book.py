@@ -178,8 +178,24 @@ def test_progress_shows_the_chapter_the_run_its_epoch_and_the_time_left(runs_roo
     assert "no estimate yet" in first_build.line("train", since)
     first_build.done["train"] = 60.0
     assert re.search(r"roughly 0:0[01]:\d\d left$", first_build.line("ood_results", since))  # ~60 s: the mean
+    # a first build with the reference build's times: an estimate from the start, scaled to this machine
+    seeded = execute.Progress(["train", "ood_results"], previous={}, reference={"train": 100.0, "ood_results": 50.0})
+    assert re.search(r"roughly 0:02:2\d left$", seeded.line("train", since))  # ~99 s + 50 s
+    seeded.done["train"] = 200.0  # twice as long as in the reference build: the rest is expected to be too
+    assert re.search(r"roughly 0:01:[34]\d left$", seeded.line("ood_results", since))  # ~100 s
     (run.path / "metrics.json").write_text("{}")  # complete: no longer training
     assert "training" not in progress.line("train", since)
+
+
+def test_the_reference_build_times_every_chapter_of_both_profiles(tmp_path, monkeypatch):
+    reference = json.loads(execute.REFERENCE.read_text())
+    for profile in ("full", "quick"):  # a chapter added: record a fresh clone's build with --reference
+        assert set(reference[profile]["chapters"]) == set(execute.toc_notebooks()), profile
+    monkeypatch.setattr(execute, "REFERENCE", tmp_path / "reference.json")
+    execute.write_reference("quick", {"chapters": [{"name": "train", "status": "executed", "seconds": 12.5},
+                                                   {"name": "calibration", "status": "up to date", "seconds": 0}]})
+    written = json.loads((tmp_path / "reference.json").read_text())["quick"]
+    assert written["chapters"] == {"train": 12.5} and "fresh clone" in written["measured"]
 
 
 def test_a_build_with_nothing_to_do_says_so_in_one_line(tmp_path, monkeypatch, capsys):
