@@ -100,7 +100,7 @@ class TrainConfig:
     precision: str = "auto"  # 'auto' = bf16 autocast on cuda, fp32 on cpu
     compile: bool = False  # torch.compile the model
     channels_last: bool = True  # measured faster on CPU (oneDNN) as well as GPU
-    eval_batch_size: int = 256  # images per forward pass when evaluating (CPU: 1.4x faster than 1000, same logits)
+    eval_batch_size: int = 256  # images per forward pass when evaluating (on CPU 1000 falls out of cache: slower)
     quick: bool = False  # shrink the work (data subsets, ≤3 epochs) for CI and labs
 
     def __post_init__(self):
