@@ -19,12 +19,18 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 venv: $(VENV)/.installed
 
-# Offline data: Fashion-MNIST from Debian's package, copied into data/ and checked against SHA-256 digests.
+# Offline data: Fashion-MNIST from Debian's package, copied into data/ and checked against SHA-256 digests; the
+# font packages the letters and scripts OOD sets are rendered from (lnlib/glyphs.py: FONT_PACKAGES, ~76 MB).
 # SETS="cifar10 svhn ..." adds sets that need internet once (MD5-checked, resumable; lnlib/paper_sets.py).
 data: venv
 	@if [ ! -f $(DEBIAN_FMNIST)/train-images-idx3-ubyte.gz ] && [ ! -f data/cache/fashion_mnist.pt ]; then \
 	  $(SUDO) apt-get install -y -q dataset-fashion-mnist || \
 	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist; } || true; \
+	fi
+	@missing="$$($(PY) -c 'from lnlib.glyphs import missing_packages; print(*missing_packages())')"; \
+	if [ -n "$$missing" ]; then \
+	  $(SUDO) apt-get install -y -q --no-install-recommends $$missing || \
+	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends $$missing; } || true; \
 	fi
 	$(PY) -m lnlib data fetch fashion_mnist $(SETS)
 

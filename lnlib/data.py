@@ -14,7 +14,10 @@ Where data comes from (DESIGN.md, section 4):
   archive placed by hand).
 * OOD sets generated offline and deterministically from a seed: ``digits`` (scikit-learn), ``textures``
   and ``natural_crops`` (scikit-image / scikit-learn bundled photos), ``gaussian_noise``,
-  ``uniform_noise``, ``permuted`` (pixel-permuted ID test images) and ``blurred_noise`` (Hein et al. 2019).
+  ``uniform_noise``, ``permuted`` (pixel-permuted ID test images) and ``blurred_noise`` (Hein et al. 2019);
+  ``letters`` (notMNIST-style A–J) and ``scripts`` (Omniglot-style non-Latin letters), rendered by
+  :mod:`lnlib.glyphs` from the fonts of Debian packages that ``make data`` installs; and, for choosing
+  hyperparameters only, the validation set ``symbols`` (marks and symbols from the same fonts).
 
 Loading never downloads. A set that is not found raises :class:`DataMissingError`, which says where it
 looked and the one command that gets it.
@@ -37,6 +40,7 @@ import torch.nn.functional as F
 
 from lnlib.download import Archive, ensure, verify
 from lnlib.files import DataMissingError, atomic_torch_save, data_dir, file_digest, load_tensors
+from lnlib.glyphs import letters, scripts, symbols
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 SPLIT_SEED = 0  # the train/validation split is the same for every run, whatever cfg.seed says
@@ -393,7 +397,13 @@ OOD_SETS: dict[str, Callable] = {
     "uniform_noise": _uniform_noise,
     "permuted": _permuted,
     "blurred_noise": _blurred_noise,
+    "letters": letters,
+    "scripts": scripts,
 }
+
+# OOD sets for choosing hyperparameters (LogitNorm's τ): never in a test table, and of a family no test set
+# belongs to, so that a choice made on them never looks at a test set (OpenOOD keeps such a validation OOD set).
+VALIDATION_OOD_SETS: dict[str, Callable] = {"symbols": symbols}
 
 # The synthetic sets are noise of the kind CEDA and ACET train on (blurred_noise is Hein et al.'s own recipe),
 # so tables that compare those methods report them apart from the sets of real images.
@@ -405,10 +415,11 @@ def load_ood(name: str, id_test: ImageSet, n: int = OOD_SIZE, seed: int = 0) -> 
 
     Returns ``n`` images (``digits`` has at most 1797), uint8, labels ``-1``.
     """
-    if name not in OOD_SETS:
-        raise ValueError(f"OOD set {name!r} is not valid; choose one of {sorted(OOD_SETS)}")
+    generators = {**OOD_SETS, **VALIDATION_OOD_SETS}
+    if name not in generators:
+        raise ValueError(f"OOD set {name!r} is not valid; choose one of {sorted(generators)}")
     rng = np.random.default_rng([seed, zlib.crc32(name.encode())])  # independent stream per set
-    images = OOD_SETS[name](n, tuple(id_test.images.shape[1:]), rng, id_test)
+    images = generators[name](n, tuple(id_test.images.shape[1:]), rng, id_test)
     images = torch.from_numpy(np.round(np.asarray(images, dtype=np.float32) * 255).astype(np.uint8))
     return ImageSet(name, images, torch.full((len(images),), -1, dtype=torch.long))
 

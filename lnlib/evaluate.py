@@ -18,7 +18,18 @@ import torch
 
 from lnlib import data, metrics, paper_sets, scores
 from lnlib.config import QUICK_EVAL_SIZE, TrainConfig
-from lnlib.data import CIFAR, ID_SETS, OOD_SETS, OOD_SIZE, ImageSet, load_id, load_ood, split_train_val, to_device
+from lnlib.data import (
+    CIFAR,
+    ID_SETS,
+    OOD_SETS,
+    OOD_SIZE,
+    VALIDATION_OOD_SETS,
+    ImageSet,
+    load_id,
+    load_ood,
+    split_train_val,
+    to_device,
+)
 from lnlib.devices import resolve_device
 from lnlib.files import DataMissingError, atomic_numpy_save, data_dir
 from lnlib.paper_sets import PAPER_OOD_SETS, TABLE1_SETS
@@ -92,7 +103,7 @@ def check_data(cfg: TrainConfig) -> None:
 def evaluation_sets(cfg: TrainConfig, names=None) -> dict[str, ImageSet]:
     """The images of ``names`` (default :func:`default_sets`), as subsets of ``QUICK_EVAL_SIZE`` when quick."""
     names = default_sets(cfg) if names is None else list(names)
-    known = [*ID_KEYS, *OOD_SETS, *PAPER_OOD_SETS]
+    known = [*ID_KEYS, *OOD_SETS, *VALIDATION_OOD_SETS, *PAPER_OOD_SETS]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"unknown evaluation sets {unknown}; choose from {known}")

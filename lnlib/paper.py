@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import pandas as pd
 
-from lnlib.data import NOISE_OOD_SETS
+from lnlib import benchmark
 from lnlib.hein import TEST_IMAGES, UNIFORM_NOISE
+from lnlib.stats import compare, verdict_words
+from lnlib.tidy import FAR, SYNTHETIC, growth_stages, with_benchmark_averages
 
 VERIFIED = "verified"
 SECOND_HAND = "second-hand"  # a paper number quoted by someone else, not checked against the paper
@@ -85,60 +86,57 @@ def claims_frame(topic: str | None = None) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------- reproduction status
-def _per_run(records: pd.DataFrame, metric: str) -> pd.Series:
-    """A metric per run (averaged within the run over OOD sets where there are several), indexed by loss, run."""
-    return records.query("metric == @metric").groupby(["loss", "run"])["value"].mean()
+def _kind_average(ood: pd.DataFrame, label: str, metric: str = "fpr95") -> pd.DataFrame:
+    """Each run's ``metric`` averaged over the sets of one benchmark average (:func:`lnlib.tidy.
+    with_benchmark_averages`: ``tidy.FAR`` or ``tidy.SYNTHETIC``), one row per run with ``loss, seed, value``."""
+    return with_benchmark_averages(ood).query("metric == @metric and ood_set == @label")
 
 
-def _beyond_two_se(d: float, se: float, up: str, down: str, neither: str) -> str:
-    """``up`` if ``d`` exceeds twice its standard error, ``down`` if it is below minus that, else ``neither``
-    (always for a NaN standard error: one seed decides nothing)."""
-    return up if d > 2 * se else down if d < -2 * se else neither
-
-
-def _real_and_noise(ood: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The records of the real-image OOD sets and those of the synthetic-noise sets."""
-    noisy = ood["ood_set"].isin(NOISE_OOD_SETS)
-    return ood[~noisy], ood[noisy]
-
-
-def _fpr_row(ood: pd.DataFrame, which: str, scale: str) -> tuple:
-    """The LogitNorm abstract's FPR95 claim against our CE − LogitNorm difference on the sets of ``ood``."""
-    fpr = _per_run(ood, "fpr95") * 100
-    mean, se = fpr.groupby(level="loss").mean(), fpr.groupby(level="loss").sem()
-    drop, drop_se = mean["ce"] - mean["logitnorm"], (se["ce"] ** 2 + se["logitnorm"] ** 2) ** 0.5
-    verdict = _beyond_two_se(drop, drop_se, "reproduced in direction, at this scale", "the opposite, at this scale",
-                             "no clear difference at this scale (within two standard errors)")
-    sets = ", ".join(sorted(ood["ood_set"].unique()))
+def _fpr_row(ood: pd.DataFrame, label: str, which: str, scale: str, family: int) -> tuple:
+    """The LogitNorm abstract's FPR95 claim against our paired LogitNorm − CE difference on one average."""
+    runs = _kind_average(ood, label)
+    row = compare(runs, [], family=family).iloc[0]
+    sets = ", ".join(sorted(s for s in ood["ood_set"].unique() if _in_average(s, label)))
+    ours = (f"{100 * row['mean_b']:.1f}% (CE) → {100 * row['mean_a']:.1f}% (LogitNorm), mean over seeds of the "
+            f"per-seed average over {sets}")
+    words = verdict_words(row, lower="reproduced in direction, at this scale", higher="the opposite, at this scale")
     return (f"LogitNorm lowers the MSP FPR95 of cross-entropy: {which}", "up to 42.30 points (abstract; verified)",
-            f"{drop:.1f} ± {drop_se:.1f} points: {mean['ce']:.1f}% → {mean['logitnorm']:.1f}% (mean of {sets}; "
-            "± standard error over seeds)", scale, verdict)
+            ours, scale, words)
 
 
-def change_words(change: float, se: float) -> str:
-    """A measured change in words: it counts only beyond two standard errors (over seeds) of itself."""
-    if not np.isfinite(change):
-        return "could not be measured (a run did not fit its training set)"
-    words = _beyond_two_se(change, se, "rose", "fell", "did not change beyond two standard errors")
-    return f"{words} ({change:+.2f} ± {se:.2f})"
+def _in_average(name: str, label: str) -> bool:
+    return benchmark.kind_of(name) == {FAR: "far", SYNTHETIC: "synthetic"}[label]
 
 
-def _growth_row(growth: pd.DataFrame, scale: str) -> tuple:
+def _accuracy_row(accuracy: pd.DataFrame, scale: str, family: int) -> tuple:
+    """The abstract's "accuracy kept" against the paired LogitNorm − CE difference in test accuracy."""
+    row = compare(accuracy, [], family=family).iloc[0]
+    words = verdict_words(row, lower="not kept: LogitNorm lower", higher="kept: LogitNorm higher")
+    if row["direction"] == "none":
+        words = "kept (no detectable loss): " + words
+    return ("LogitNorm keeps the classification accuracy", "qualitative (abstract; verified)",
+            f"{100 * row['mean_b']:.2f}% (CE) vs {100 * row['mean_a']:.2f}% (LogitNorm)", scale, words)
+
+
+def _growth_row(growth: pd.DataFrame, scale: str, family: int) -> tuple:
     """The abstract's norm-growth claim against the cross-entropy runs' mean ‖f‖ on their training images,
-    from the epoch at which each fitted its training set to the last (:func:`lnlib.tidy.growth_after_fit`)."""
+    from the epoch at which each fitted its training set to the last (:func:`lnlib.tidy.growth_after_fit`),
+    paired by run: the change at_end − at_fit."""
     ce = growth.query("loss == 'ce'")
     claim = "Under cross-entropy the logit norm keeps increasing (after the training set is fitted)"
     paper = "qualitative (abstract; verified)"
     if ce["at_fit"].isna().any():
         return (claim, paper, f"{ce['at_fit'].isna().sum()} of {len(ce)} runs did not fit their training set",
                 scale, "not measured: the training set was not fitted in the epochs run")
-    change = ce["at_end"] - ce["at_fit"]
-    d, se = change.mean(), change.sem()  # NaN for one seed: no verdict
-    verdict = _beyond_two_se(d, se, "grows, at this scale", "shrinks, at this scale",
-                             "no clear change at this scale (within two standard errors)")
-    return (claim, paper, f"mean ‖f‖ on the training images {ce['at_fit'].mean():.2f} at the fitted epoch "
-            f"({ce['fit_epoch'].mean():.0f}) → {ce['at_end'].mean():.2f} at the last: {d:+.2f} ± {se:.2f} "
-            "(± standard error over seeds)", scale, verdict)
+    row = compare(growth_stages(ce), [], compare="stage", a="end", b="fit", family=family).iloc[0]
+    words = verdict_words(row, lower="shrinks, at this scale", higher="grows, at this scale", unit="", scale=1,
+                          digits=2)
+    return (claim, paper, f"mean ‖f‖ on the training images {row['mean_b']:.2f} at the fitted epoch "
+            f"({ce['fit_epoch'].mean():.0f} on average) → {row['mean_a']:.2f} at the last", scale, words)
+
+
+TESTED_ROWS = 3  # verdicts of the status page from the paired rule without the regime (FPR95 far, synthetic; accuracy)
+REGIME_ROWS = 3  # and with it (norm growth; FPR95 far, synthetic, training set fitted)
 
 
 def reproduction_status(accuracy: pd.DataFrame, ood: pd.DataFrame, rays: pd.DataFrame, scale: str,
@@ -148,23 +146,20 @@ def reproduction_status(accuracy: pd.DataFrame, ood: pd.DataFrame, rays: pd.Data
     ``accuracy`` and ``ood`` (MSP) for cross-entropy and LogitNorm runs over seeds, ``rays`` for a cross-entropy
     run (the two sets of directions of :func:`lnlib.hein.ray_inputs`). ``regime``: the paper-regime chapter's
     runs, ``{"growth": tidy.growth_after_fit(runs), "ood": tidy.ood_records(runs, ["msp"]), "scale": str}``,
-    which add three rows (norm growth after the training set is fitted, FPR95 on real images and on noise).
+    which add three rows (norm growth after the training set is fitted, FPR95 on far sets and on noise).
 
-    A difference counts as one "in direction" only when it exceeds twice its standard error over seeds.
+    Every comparison is the verdict rule of :mod:`lnlib.stats`: paired by seed, a bootstrap interval, an exact
+    sign-flip test, Holm-corrected over all the comparisons of the page; a direction only where it holds.
     """
-    real, noise = _real_and_noise(ood)
-    acc = _per_run(accuracy, "accuracy").groupby(level="loss").mean() * 100
+    family = TESTED_ROWS + (REGIME_ROWS if regime is not None else 0)
     ce_rays = rays.query("loss == 'ce'").groupby(["set", "metric"])["value"].mean()
     top = ce_rays.xs("unique_top_slope", level="metric")
     clipped = ce_rays[(UNIFORM_NOISE, "clipped_overconfident")]
     not_run = "not run here (needs internet once and a GPU)"
     rows = [
-        _fpr_row(real, "real-image OOD sets", scale),
-        _fpr_row(noise, "synthetic-noise OOD sets", scale),
-        ("LogitNorm keeps the classification accuracy", "qualitative (abstract; verified)",
-         f"{acc['ce']:.2f}% (CE) vs {acc['logitnorm']:.2f}% (LogitNorm)", scale,
-         "kept" if acc["logitnorm"] >= acc["ce"] - 0.5 else
-         f"not kept: {acc['ce'] - acc['logitnorm']:.2f} points lower"),
+        _fpr_row(ood, FAR, "far OOD sets (real shapes: digits, letters, scripts)", scale, family),
+        _fpr_row(ood, SYNTHETIC, "synthetic-noise OOD sets", scale, family),
+        _accuracy_row(accuracy, scale, family),
         ("Table 1, CIFAR-10: FPR95/AUROC/AUPR on six OOD sets", "not verified (the paper's PDF was not read)",
          not_run, "CIFAR-10, WRN-40-2, 200 epochs: --preset cifar10_paper", "not run"),
         ("Table 1, CIFAR-100: the same", "not verified (the paper's PDF was not read)",
@@ -179,8 +174,8 @@ def reproduction_status(accuracy: pd.DataFrame, ood: pd.DataFrame, rays: pd.Data
          "reproduced" if clipped > 0.9 else "not reproduced at this scale (other data and network)"),
     ]
     if regime is not None:
-        r_real, r_noise = _real_and_noise(regime["ood"])
-        rows[3:3] = [_growth_row(regime["growth"], regime["scale"]),
-                     _fpr_row(r_real, "real-image OOD sets, training set fitted", regime["scale"]),
-                     _fpr_row(r_noise, "synthetic-noise OOD sets, training set fitted", regime["scale"])]
+        rows[3:3] = [_growth_row(regime["growth"], regime["scale"], family),
+                     _fpr_row(regime["ood"], FAR, "far OOD sets, training set fitted", regime["scale"], family),
+                     _fpr_row(regime["ood"], SYNTHETIC, "synthetic-noise OOD sets, training set fitted",
+                              regime["scale"], family)]
     return pd.DataFrame(rows, columns=["claim", "paper", "ours", "scale", "verdict"]).set_index("claim")

@@ -108,6 +108,37 @@ def grouped_bars(stats, metrics=("fpr95", "auroc"), labels=None, title: str | No
     return fig
 
 
+def per_seed_strips(records, rows: list[str], methods: list[str], baseline=None, labels=None, metric_label="",
+                    title: str | None = None) -> plt.Figure:
+    """One row per ``rows`` value (e.g. OOD set), one dot per seed and method (e.g. loss), jittered apart, with
+    each method's mean as a bar; ``baseline`` (a Series indexed like ``rows``) as a black diamond.
+
+    ``records``: columns ``row, method, seed, value`` (values in percent). Shows the spread over seeds that a
+    mean ± std hides: a difference is only real where the two clouds sit apart seed by seed.
+    """
+    labels = labels or {}
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.6), layout="constrained")
+    offsets = np.linspace(-0.2, 0.2, len(methods))
+    for j, method in enumerate(methods):
+        for i, row in enumerate(rows):
+            values = records[(records["row"] == row) & (records["method"] == method)]["value"].to_numpy()
+            jitter = np.linspace(-0.05, 0.05, len(values)) if len(values) > 1 else np.zeros(1)
+            ax.scatter(values, i + offsets[j] + jitter[:len(values)], s=14, color=PALETTE[j], alpha=0.8,
+                       label=labels.get(method, method) if i == 0 else None)
+            if len(values):
+                ax.plot([values.mean()] * 2, [i + offsets[j] - 0.12, i + offsets[j] + 0.12], color=PALETTE[j], lw=2)
+    if baseline is not None:
+        ax.scatter(baseline.reindex(rows).to_numpy(), range(len(rows)), marker="D", s=30, color="black",
+                   label="pixel baseline", zorder=3)
+    ax.set_yticks(range(len(rows)), [labels.get(r, r) for r in rows])
+    ax.invert_yaxis()
+    ax.set(xlabel=metric_label)
+    fig.legend(loc="outside lower center", ncols=len(methods) + (baseline is not None), frameon=False)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
 def norm_growth(histories: dict, ood_name: str = "OOD", title: str | None = None) -> plt.Figure:
     """Logit norm and confidence over training, one column per run (e.g. cross-entropy, LogitNorm).
 
@@ -184,31 +215,37 @@ LOSS_FLOOR = 1e-12  # losses below this are beyond float32 training anyway; the 
 
 
 def tau_ablation(stats, reference, metrics=("fpr95", "auroc", "accuracy"), theory=None, num_classes=None,
-                 labels=None, title: str | None = None) -> plt.Figure:
+                 labels=None, chosen=None, title: str | None = None) -> plt.Figure:
     """One panel per metric against τ (log scale): LogitNorm mean ± std over seeds, cross-entropy as a
-    horizontal line with its ± std band; optionally a last panel with the theory curves.
+    horizontal line with its ± std band; optionally a last panel with the theory curves; three panels a row.
 
     ``stats``: DataFrame indexed by τ with columns ``(stat, metric)``, stat in mean/std (fractions).
-    ``reference``: DataFrame with one row (cross-entropy), the same columns. ``theory``: DataFrame indexed by
-    a fine τ grid with columns ``loss lower bound (paper)``, ``exact minimum loss`` (nats) and
-    ``max confidence`` (fraction), e.g. from :func:`lnlib.losses.tau_theory`. The loss axis stops at
-    ``LOSS_FLOOR``.
+    ``reference``: DataFrame with one row (cross-entropy), the same columns; a metric it lacks gets no line.
+    ``theory``: DataFrame indexed by a fine τ grid with columns ``loss lower bound (paper)``, ``exact minimum
+    loss`` (nats) and ``max confidence`` (fraction), e.g. from :func:`lnlib.losses.tau_theory`. The loss axis
+    stops at ``LOSS_FLOOR``. ``chosen``: a τ marked by a dotted vertical line on every panel.
     """
     labels = labels or {}
     n = len(metrics) + (theory is not None)
-    fig, axes = plt.subplots(1, n, figsize=(4.3 * n, 3.9), squeeze=False, layout="constrained")
+    ncols = min(n, 3)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.3 * ncols, 3.6 * nrows + 0.4), squeeze=False,
+                             layout="constrained")
+    panels = axes.ravel()
+    for ax in panels[n:]:
+        ax.set_visible(False)
     taus = np.asarray(stats.index, dtype=float)
-    for metric, ax in zip(metrics, axes[0], strict=False):
+    for metric, ax in zip(metrics, panels, strict=False):
         mean, std = 100 * stats[("mean", metric)], 100 * stats[("std", metric)].fillna(0)
         ax.errorbar(taus, mean, yerr=std, marker="o", capsize=3, color=PALETTE[1], label="LogitNorm")
-        ref_mean, ref_std = 100 * reference[("mean", metric)].iloc[0], 100 * np.nan_to_num(
-            reference[("std", metric)].iloc[0])
-        ax.axhline(ref_mean, color=PALETTE[0], linestyle="--", label="cross-entropy")
-        ax.axhspan(ref_mean - ref_std, ref_mean + ref_std, color=PALETTE[0], alpha=0.15, linewidth=0)
+        if ("mean", metric) in reference.columns:
+            ref_mean, ref_std = 100 * reference[("mean", metric)].iloc[0], 100 * np.nan_to_num(
+                reference[("std", metric)].iloc[0])
+            ax.axhline(ref_mean, color=PALETTE[0], linestyle="--", label="cross-entropy")
+            ax.axhspan(ref_mean - ref_std, ref_mean + ref_std, color=PALETTE[0], alpha=0.15, linewidth=0)
         ax.set(xscale="log", xlabel="τ (log scale)", ylabel=f"{labels.get(metric, metric)} (%)")
-    axes[0, 0].legend(fontsize="small")
     if theory is not None:
-        ax = axes[0, -1]
+        ax = panels[n - 1]
         ax.plot(theory.index, theory["loss lower bound (paper)"], color=PALETTE[2], label="loss lower bound (paper)")
         ax.plot(theory.index, theory["exact minimum loss"], color=PALETTE[4], linestyle="--",
                 label="exact minimum loss")
@@ -221,9 +258,13 @@ def tau_ablation(stats, reference, metrics=("fpr95", "auroc", "accuracy"), theor
         ax_conf.grid(False)
         handles = ax.get_legend_handles_labels()[0] + ax_conf.get_legend_handles_labels()[0]
         ax.legend(handles, [h.get_label() for h in handles], fontsize="small", loc="lower left")
-    for ax in axes[0]:  # ticks at the measured τ values only: log-axis minor labels collide
+    for ax in panels[:n]:  # ticks at the measured τ values only: log-axis minor labels collide
+        if chosen is not None:
+            ax.axvline(chosen, color="black", linestyle=":", linewidth=1.2,
+                       label="chosen on validation" if ax is panels[0] else None)
         ax.set_xticks(taus, [f"{t:g}" for t in taus], rotation=45)
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    panels[0].legend(fontsize="small")
     if title:
         fig.suptitle(title)
     return fig

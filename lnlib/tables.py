@@ -20,9 +20,16 @@ LABELS = {"fpr95": "FPR95 ↓", "auroc": "AUROC ↑", "aupr_in": "AUPR-In ↑", 
           "ce": "CE", "logitnorm": "LogitNorm", "ceda": "CEDA", "acet": "ACET",
           "logitnorm+ceda": "LogitNorm + CEDA", "logitnorm+acet": "LogitNorm + ACET"}
 LABELS.update({name: score.label for name, score in SCORES.items()})
+LABELS.update({"val_fpr95": "FPR95 ↓, validation (symbols)", "val_accuracy": "Accuracy ↑, validation",
+               "fpr95_far": "FPR95 ↓, far sets (test)", "fpr95_synthetic": "FPR95 ↓, synthetic sets (test)"})
 ARROWS = {k: LABELS[k] for k in ("fpr95", "auroc", "aupr_in", "aupr_out")}  # the OOD metrics, in order
-LOWER_IS_BETTER = {"fpr95", "ece", "nll"}
-HIGHER_IS_BETTER = {"auroc", "aupr_in", "aupr_out", "accuracy"}
+LOWER_IS_BETTER = {"fpr95", "ece", "nll", "val_fpr95", "fpr95_far", "fpr95_synthetic"}
+HIGHER_IS_BETTER = {"auroc", "aupr_in", "aupr_out", "accuracy", "val_accuracy"}
+
+
+def names(values) -> str:
+    """Display names, comma-separated, for prose: ``"MSP, Energy"``; ``"none"`` for no values."""
+    return ", ".join(LABELS.get(v, v) for v in values) or "none"
 
 
 def ood_frame(ood: dict) -> pd.DataFrame:
@@ -94,6 +101,57 @@ def difference(stats: pd.DataFrame, metric: str, baseline: str = "ce", method: s
     diff = 100 * (mean[method] - mean[baseline])
     se = 100 * np.sqrt(std[method] ** 2 / n[method] + std[baseline] ** 2 / n[baseline])
     return pd.DataFrame({"difference": diff, "standard error": se, "clear": (diff.abs() > 2 * se) & se.notna()})
+
+
+def paired_table(comparison: pd.DataFrame, by: str, labels=("CE", "LogitNorm"), baseline: pd.Series | None = None,
+                 scale: float = 100.0) -> pd.DataFrame:
+    """:func:`lnlib.stats.compare` output (``a`` = LogitNorm, ``b`` = CE) as a display table, one row per ``by``:
+    both means, the paired difference with its interval, the raw and the Holm-corrected p, and the verdict in one
+    word. ``baseline``: an optional first column (e.g. the pixel baseline), indexed like ``by``. Percent points
+    when ``scale`` is 100."""
+    c = comparison.set_index(by)
+    table = pd.DataFrame(index=c.index)
+    if baseline is not None:
+        table["pixel baseline"] = (scale * baseline.reindex(c.index)).round(1)
+    table[labels[0]] = (scale * c["mean_b"]).round(1)
+    table[labels[1]] = (scale * c["mean_a"]).round(1)
+    table[f"{labels[1]} − {labels[0]} [{100 * c['level'].iloc[0]:.0f}% interval]"] = [
+        f"{scale * d:+.1f} [{scale * lo:+.1f}, {scale * hi:+.1f}]"
+        for d, lo, hi in zip(c["difference"], c["ci_low"], c["ci_high"], strict=True)]
+    table["p"] = c["p"].map(lambda p: f"{p:.2g}")
+    table[f"p, Holm over {c['m'].iloc[0]}"] = c["p_holm"].map(lambda p: f"{p:.2g}")
+    table["verdict"] = [VERDICT_WORDS[d] if d != "none" or np.isfinite(x) else "no verdict possible"
+                        for d, x in zip(c["direction"], c["detectable"], strict=True)]
+    return table
+
+
+def seed_spread(records: pd.DataFrame, by, scale: float = 100.0) -> pd.DataFrame:
+    """How far one seed moves a number: per group of ``by`` (e.g. OOD set and loss), the lowest and highest
+    value over seeds, their range and the std (ddof = 1), in percent when ``scale`` is 100."""
+    spread = records.groupby(list(np.atleast_1d(by)), sort=False)["value"].agg(["min", "max", "std"]) * scale
+    return spread.assign(range=spread["max"] - spread["min"])[["min", "max", "range", "std"]].round(1)
+
+
+VERDICT_WORDS = {"lower": "LogitNorm lower", "higher": "LogitNorm higher", "none": "no detectable difference"}
+
+
+ACCURACY_KEPT = 0.01  # a candidate may cost at most this much validation accuracy (1 point) against the best one
+
+
+def choose_on_validation(stats: pd.DataFrame, metric: str = "val_fpr95", accuracy: str = "val_accuracy",
+                         within: float = ACCURACY_KEPT):
+    """The book's rule for choosing a hyperparameter (LogitNorm's τ) from :func:`mean_std` output indexed by the
+    candidate values, on validation quantities only (:func:`lnlib.tidy.validation_records`): among the candidates
+    whose mean validation accuracy is within ``within`` of the best candidate's, the one with the lowest mean of
+    ``metric`` (by default MSP FPR95 of the ID validation images against the validation OOD set ``symbols``).
+    The accuracy condition is LogitNorm's own promise ("accuracy kept"): without it a τ that trains badly can
+    win by being unsure of everything. Test sets are never read."""
+    for name in (metric, accuracy):
+        if not name.startswith("val_"):
+            raise ValueError(f"{name!r}: a hyperparameter is chosen on validation quantities ('val_...') only")
+    mean = stats["mean"]
+    kept = mean[accuracy] >= mean[accuracy].max() - within
+    return mean.loc[kept, metric].idxmin()
 
 
 def norm_growth_summary(histories: dict, within: float = 0.01) -> pd.DataFrame:

@@ -14,9 +14,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lnlib import calibration, faraway, hein, metrics, scores
+from lnlib import benchmark, calibration, faraway, hein, metrics, pixel_stats, scores
+from lnlib.config import TrainConfig
+from lnlib.data import VALIDATION_OOD_SETS, load_id, split_train_val
 from lnlib.devices import resolve_device
-from lnlib.evaluate import ID_TEST, ID_VAL, ood_metrics_per_set, ood_sets, outputs, predict, set_scores
+from lnlib.evaluate import ID_TEST, ID_VAL, evaluation_sets, ood_metrics_per_set, ood_sets, outputs, predict, set_scores
 from lnlib.runs import Run
 
 
@@ -53,6 +55,50 @@ def ood_records(runs, score_list=("msp",), params=None, positive: str = "id", de
                 sizes = {"n_id": len(by_set[ID_TEST]), "n_ood": n_ood}
                 rows += [{**run_columns(run), "score": name, "ood_set": ood_set, **sizes, "metric": k, "value": v}
                          for k, v in m.items()]
+    return pd.DataFrame(rows)
+
+
+def validation_records(runs, positive: str = "id", device="auto") -> pd.DataFrame:
+    """What a hyperparameter may be chosen on: per run, MSP FPR95/AUROC of the ID *validation* images (never
+    trained on) against each validation OOD set (:data:`lnlib.data.VALIDATION_OOD_SETS`), and the validation
+    accuracy. No test image is read. Columns ``loss, method, tau, seed, run, ood_set, metric, value`` with metrics
+    ``val_fpr95``, ``val_auroc`` and ``val_accuracy`` (``ood_set`` empty), fractions."""
+    metrics.check_positive(positive)
+    rows = []
+    for run in runs:
+        by_set = set_scores(run, "msp", [ID_VAL, *VALIDATION_OOD_SETS], device)
+        for name in VALIDATION_OOD_SETS:
+            m = metrics.ood_metrics(by_set[ID_VAL], by_set[name], positive)
+            rows += [{**run_columns(run), "ood_set": name, "metric": f"val_{k}", "value": m[k]}
+                     for k in ("fpr95", "auroc")]
+        val = outputs(run, [ID_VAL], device)[ID_VAL]
+        rows.append({**run_columns(run), "ood_set": None, "metric": "val_accuracy",
+                     "value": metrics.accuracy(val.logits, val.labels)})
+    return pd.DataFrame(rows)
+
+
+PIXEL_REFERENCE = 10_000  # ID training images that the ``typical`` pixel scores compare with
+
+
+def pixel_records(cfg: TrainConfig, positive: str = "id") -> pd.DataFrame:
+    """The pixel baseline's raw numbers: one row per (pixel statistic, form, OOD set, metric), no network.
+
+    Scores the very images a run of ``cfg`` is evaluated on (:func:`lnlib.evaluate.evaluation_sets`: the ID test
+    set against every OOD set) with each statistic and form of :mod:`lnlib.pixel_stats`, the ``typical`` form
+    against a fixed subset of the training images. Columns: ``statistic, form, ood_set, n_id, n_ood, metric,
+    value``; :func:`lnlib.pixel_stats.best` picks the baseline from them.
+    """
+    metrics.check_positive(positive)
+    sets = evaluation_sets(cfg, [ID_TEST, *ood_sets(cfg)])
+    train = split_train_val(load_id(cfg.dataset)["train"], cfg.val_size)[0]
+    reference = train.subset(PIXEL_REFERENCE).images
+    rows = []
+    for statistic in pixel_stats.STATISTICS:
+        for form in pixel_stats.FORMS:
+            by_set = {n: pixel_stats.scores(statistic, form, reference, s.images) for n, s in sets.items()}
+            for ood_set, (m, n_ood) in ood_metrics_per_set(by_set, positive).items():
+                rows += [{"statistic": statistic, "form": form, "ood_set": ood_set, "n_id": len(by_set[ID_TEST]),
+                          "n_ood": n_ood, "metric": k, "value": v} for k, v in m.items()]
     return pd.DataFrame(rows)
 
 
@@ -142,7 +188,7 @@ def noise_records(runs, n: int, eps: float = 0.3, steps: int = 40, seed: int = 0
 
 # ------------------------------------------------------------------------------------------ along training
 FIT_LEVEL = 0.995  # clean training accuracy (eval mode) from which a run has fitted its training set
-REAL, NOISE = "real-image average", "synthetic-noise average"  # the two averages over OOD sets
+FAR, SYNTHETIC = "far average", "synthetic average"  # the benchmark's averages (lnlib.benchmark's kinds)
 
 
 def fit_epoch(history: pd.DataFrame, level: float = FIT_LEVEL) -> float:
@@ -166,6 +212,19 @@ def growth_after_fit(runs, metric: str = "train_norm_mean", level: float = FIT_L
     return pd.DataFrame(rows)
 
 
+def growth_stages(growth: pd.DataFrame) -> pd.DataFrame:
+    """:func:`growth_after_fit` rows as records for a paired comparison of the two stages: per run that fitted
+    its training set, one row with ``stage='fit'`` (``value = at_fit``) and one with ``stage='end'``."""
+    fitted = growth[growth["at_fit"].notna()]
+    return pd.concat([fitted.assign(stage="fit", value=fitted["at_fit"]),
+                      fitted.assign(stage="end", value=fitted["at_end"])], ignore_index=True)
+
+
+def fitted_runs_only(stages: pd.DataFrame) -> pd.DataFrame:
+    """:func:`at_fit_and_end` rows of the runs that fitted their training set (those with a ``fitted`` stage)."""
+    return stages[stages["run"].isin(stages.loc[stages["stage"] == "fitted", "run"])]
+
+
 def history_records(runs, metrics=("train_eval_acc", "train_norm_mean", "test_norm_mean", "ood_norm_mean",
                                    "test_acc")) -> pd.DataFrame:
     """One row per (run, epoch, metric) of the runs' histories: ``loss, method, tau, seed, run, epoch, metric,
@@ -179,27 +238,46 @@ def history_records(runs, metrics=("train_eval_acc", "train_norm_mean", "test_no
     return pd.DataFrame(rows)
 
 
-def with_kind_averages(records: pd.DataFrame, noise_sets) -> pd.DataFrame:
-    """``records`` (with ``ood_set`` and ``value``) plus, per run and everything else that identifies a number
-    (score, metric, epoch, ...), the mean over its real-image sets (``ood_set`` :data:`REAL`) and over its
-    ``noise_sets`` (:data:`NOISE`): taken per seed, before any aggregation over seeds."""
-    keys = [c for c in records.columns if c not in ("ood_set", "value", "n_id", "n_ood")]
-    kind = np.where(records["ood_set"].isin(noise_sets), NOISE, REAL)
-    averages = records.groupby([*keys, kind], dropna=False, sort=False)["value"].mean().reset_index()
-    averages = averages.rename(columns={averages.columns[len(keys)]: "ood_set"})
+def with_benchmark_averages(records: pd.DataFrame) -> pd.DataFrame:
+    """``records`` plus, per run and quantity, the mean over the ``far`` sets (:data:`FAR`) and over the
+    ``synthetic`` sets (:data:`SYNTHETIC`) of :mod:`lnlib.benchmark`; the ``separable`` sets enter no average."""
+    labels = records["ood_set"].map(benchmark.kind_of).map({"far": FAR, "synthetic": SYNTHETIC})
+    averaged = labels.notna().to_numpy()
+    averages = _averages(records[averaged], labels[averaged])
     return pd.concat([records, averages], ignore_index=True)[records.columns]
 
 
-def along_training_records(runs, noise_sets) -> pd.DataFrame:
+def benchmark_order() -> list[str]:
+    """The order in which the book lists OOD sets: the far sets and their average, the separable sets, the
+    synthetic sets and their average."""
+    return [*benchmark.sets_of("far"), FAR, *benchmark.sets_of("separable"), *benchmark.sets_of("synthetic"),
+            SYNTHETIC]
+
+
+def in_benchmark_order(frame: pd.DataFrame, column: str = "ood_set") -> pd.DataFrame:
+    """``frame``'s rows sorted (stably) by :func:`benchmark_order` of ``column``; other names last, as they come."""
+    rank = {name: i for i, name in enumerate(benchmark_order())}
+    return frame.sort_values(column, key=lambda c: c.map(rank).fillna(len(rank)), kind="stable")
+
+
+def _averages(records: pd.DataFrame, labels) -> pd.DataFrame:
+    """One row per run, quantity and label (``labels``: one per row of ``records``): the mean of ``value``
+    over that label's rows, with the label as ``ood_set``."""
+    keys = [c for c in records.columns if c not in ("ood_set", "value", "n_id", "n_ood")]
+    averages = records.groupby([*keys, np.asarray(labels)], dropna=False, sort=False)["value"].mean().reset_index()
+    return averages.rename(columns={averages.columns[len(keys)]: "ood_set"})
+
+
+def along_training_records(runs) -> pd.DataFrame:
     """OOD detection along training (runs trained with ``ood_every``): one row per (run, epoch, OOD set, metric),
     metrics ``fpr95`` (ID positive) and ``auroc`` by MSP, fractions, with the averages of
-    :func:`with_kind_averages`. Columns ``loss, method, tau, seed, run, epoch, ood_set, metric, value``."""
+    :func:`with_benchmark_averages`. Columns ``loss, method, tau, seed, run, epoch, ood_set, metric, value``."""
     rows = []
     for run in runs:
         along = run.ood_history
         rows += [{**run_columns(run), "epoch": int(r.epoch), "ood_set": r.ood_set, "metric": metric,
                   "value": float(getattr(r, metric))} for r in along.itertuples() for metric in ("fpr95", "auroc")]
-    return with_kind_averages(pd.DataFrame(rows), noise_sets)
+    return with_benchmark_averages(pd.DataFrame(rows))
 
 
 def at_fit_and_end(along: pd.DataFrame, growth: pd.DataFrame) -> pd.DataFrame:
@@ -215,15 +293,3 @@ def at_fit_and_end(along: pd.DataFrame, growth: pd.DataFrame) -> pd.DataFrame:
             parts.append(part[part["epoch"] == later[0]].assign(stage="fitted"))
         parts.append(part[part["epoch"] == epochs[-1]].assign(stage="end"))
     return pd.concat(parts, ignore_index=True)
-
-
-def stage_changes(stages: pd.DataFrame) -> pd.DataFrame:
-    """From :func:`at_fit_and_end` records: per (method, ood_set, metric), the mean over seeds at fitting
-    (``fitted``, over the seeds that fitted) and at the end (``end``, over all seeds), the mean per-seed change
-    ``end − fitted`` (over the seeds that fitted: NaN if none did), its standard error and that number of seeds."""
-    levels = ["method", "ood_set", "metric"]
-    wide = stages.pivot_table(index=[*levels, "run"], columns="stage", values="value", sort=False)
-    wide = wide.reindex(columns=["fitted", "end"])
-    wide["change"] = wide["end"] - wide["fitted"]
-    groups = wide.groupby(level=levels, sort=False)
-    return groups[["fitted", "end", "change"]].mean().assign(se=groups["change"].sem(), n=groups["change"].count())

@@ -1,6 +1,7 @@
 """The paper's regime on a CPU: a fixed training subset (TrainConfig.train_subset) and OOD detection along
 training (TrainConfig.ood_every, the run's ood_history.csv)."""
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -109,47 +110,28 @@ def _records(values: dict) -> pd.DataFrame:
                          for (loss, seed, s), v in values.items()])
 
 
-def test_kind_averages_are_per_run_over_each_kind():
+def test_growth_stages_keep_the_runs_that_fitted():
     from lnlib import tidy
 
-    records = _records({("ce", 0, "digits"): 0.2, ("ce", 0, "textures"): 0.4, ("ce", 0, "uniform_noise"): 0.9,
-                        ("ce", 1, "digits"): 0.6, ("ce", 1, "textures"): 0.6, ("ce", 1, "uniform_noise"): 0.1})
-    out = tidy.with_kind_averages(records, ("uniform_noise",)).set_index(["run", "ood_set"])["value"]
-    assert out["ce0", tidy.REAL] == pytest.approx(0.3) and out["ce1", tidy.REAL] == pytest.approx(0.6)
-    assert out["ce0", tidy.NOISE] == pytest.approx(0.9) and out["ce1", tidy.NOISE] == pytest.approx(0.1)
-    assert len(out) == 6 + 4
-
-
-def test_stage_changes_pair_each_seed_and_skip_runs_that_never_fitted():
-    from lnlib import tidy
-
-    rows = [{"method": "ce", "ood_set": tidy.REAL, "metric": "fpr95", "run": run, "stage": stage, "value": v}
-            for run, stage, v in (("a", "fitted", 0.5), ("a", "end", 0.7), ("b", "fitted", 0.4), ("b", "end", 0.5),
-                                  ("c", "end", 0.9))]
-    out = tidy.stage_changes(pd.DataFrame(rows)).loc[("ce", tidy.REAL, "fpr95")]
-    assert out["change"] == pytest.approx(0.15) and out["n"] == 2  # run c never fitted
-    assert out["fitted"] == pytest.approx(0.45) and out["end"] == pytest.approx(0.7)  # the end over all runs
-    assert out["se"] == pytest.approx(pd.Series([0.2, 0.1]).sem())
-
-
-@pytest.mark.parametrize("change, se, words", [(1.0, 0.2, "rose"), (-1.0, 0.2, "fell"),
-                                               (0.3, 0.2, "did not change beyond two standard errors"),
-                                               (float("nan"), float("nan"), "could not be measured")])
-def test_a_change_counts_only_beyond_two_standard_errors(change, se, words):
-    from lnlib.paper import change_words
-
-    assert change_words(change, se).startswith(words)
+    growth = pd.DataFrame({"loss": ["ce"] * 3, "seed": [0, 1, 2], "run": ["a", "b", "c"],
+                           "fit_epoch": [20.0, float("nan"), 24], "at_fit": [12.0, float("nan"), 12.2],
+                           "at_end": [12.5, 13.0, 12.1]})
+    stages = tidy.growth_stages(growth).set_index(["run", "stage"])["value"]
+    assert stages.to_dict() == {("a", "fit"): 12.0, ("c", "fit"): 12.2, ("a", "end"): 12.5, ("c", "end"): 12.1}
+    rows = pd.DataFrame({"run": ["a", "a", "b"], "stage": ["fitted", "end", "end"], "value": [1, 2, 3]})
+    assert list(tidy.fitted_runs_only(rows)["run"]) == ["a", "a"]
 
 
 def test_the_status_rows_of_the_regime():
     from lnlib import paper
 
-    growth = pd.DataFrame({"loss": ["ce"] * 3 + ["logitnorm"] * 3, "fit_epoch": [20.0, 22, 24, 30, 32, 34],
-                           "at_fit": [12.0, 12.1, 12.2, 8, 8, 8], "at_end": [12.0, 12.2, 12.1, 8, 8, 8]})
-    claim, _, ours, _, verdict = paper._growth_row(growth, "s")
-    assert "keeps increasing" in claim and "12.10 at the fitted epoch (22)" in ours
-    assert verdict.startswith("no clear change")
-    grown = growth.assign(at_end=growth["at_fit"] + [1.0, 1.1, 0.9, 0, 0, 0])
-    assert paper._growth_row(grown, "s")[-1] == "grows, at this scale"
-    unfit = growth.assign(at_fit=[float("nan")] + [12.1, 12.2, 8, 8, 8])
-    assert paper._growth_row(unfit, "s")[-1].startswith("not measured")
+    growth = pd.DataFrame({"loss": ["ce"] * 10, "seed": range(10), "fit_epoch": [22.0] * 10,
+                           "at_fit": 12 + np.arange(10) / 10, "at_end": 12 + np.arange(10) / 10})
+    claim, _, ours, _, verdict = paper._growth_row(growth, "s", family=1)
+    assert "keeps increasing" in claim and "12.45 at the fitted epoch (22 on average)" in ours
+    assert verdict.startswith("no detectable difference"), verdict
+    grown = growth.assign(at_end=growth["at_fit"] + 1 + np.arange(10) / 100)
+    assert paper._growth_row(grown, "s", family=1)[-1].startswith("grows, at this scale: +1.04")
+    assert paper._growth_row(grown.head(3), "s", family=1)[-1].startswith("no verdict possible: 3 paired seeds")
+    unfit = growth.assign(at_fit=[float("nan")] + [12.1] * 9)
+    assert paper._growth_row(unfit, "s", family=1)[-1].startswith("not measured")
