@@ -32,7 +32,7 @@ from lnlib.data import (
 )
 from lnlib.devices import resolve_device
 from lnlib.files import DataMissingError, atomic_numpy_save, data_dir
-from lnlib.paper_sets import PAPER_OOD_SETS, TABLE1_SETS
+from lnlib.paper_sets import FASHION_MNIST_SETS, PAPER_OOD_SETS, TABLE1_SETS
 from lnlib.runs import Run
 
 ID_TEST = "id_test"  # key of the ID test set among the evaluated sets
@@ -77,9 +77,13 @@ def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = TrainConf
 
 
 def ood_sets(cfg: TrainConfig) -> list[str]:
-    """The OOD sets a run is evaluated on: every offline set, and for CIFAR ID sets the six full-scale sets of
-    the LogitNorm paper's Table 1 (:mod:`lnlib.paper_sets`, fetched once), used whole."""
-    return [*OOD_SETS, *(TABLE1_SETS if cfg.dataset in CIFAR else ())]
+    """The OOD sets a run is evaluated on: every offline set; for CIFAR ID sets the six full-scale sets of the
+    LogitNorm paper's Table 1 (:mod:`lnlib.paper_sets`, fetched once), used whole; for Fashion-MNIST, MNIST and
+    KMNIST wherever ``make data SETS="mnist kmnist"`` has fetched them (they need internet once)."""
+    if cfg.dataset in CIFAR:
+        return [*OOD_SETS, *TABLE1_SETS]
+    fetched = [n for n in FASHION_MNIST_SETS if paper_sets.available(n)] if cfg.dataset == "fashion_mnist" else []
+    return [*OOD_SETS, *fetched]
 
 
 def default_sets(cfg: TrainConfig) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import pandas as pd
 
 from lnlib import benchmark
@@ -112,7 +113,7 @@ def _accuracy_row(accuracy: pd.DataFrame, scale: str, family: int) -> tuple:
     """The abstract's "accuracy kept" against the paired LogitNorm − CE difference in test accuracy."""
     row = compare(accuracy, [], family=family).iloc[0]
     words = verdict_words(row, lower="not kept: LogitNorm lower", higher="kept: LogitNorm higher")
-    if row["direction"] == "none":
+    if row["direction"] == "none" and np.isfinite(row["detectable"]):
         words = "kept (no detectable loss): " + words
     return ("LogitNorm keeps the classification accuracy", "qualitative (abstract; verified)",
             f"{100 * row['mean_b']:.2f}% (CE) vs {100 * row['mean_a']:.2f}% (LogitNorm)", scale, words)

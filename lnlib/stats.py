@@ -211,7 +211,8 @@ def compare(records: pd.DataFrame, by, pair: str = "seed", compare: str = "loss"
         d = group["difference"].to_numpy(dtype=float)
         low, high = bootstrap_ci(d, level=level, draws=draws, seed=seed)
         rows.append({**key, "n": d.size,
-                     "mean_a": group["a"].mean(), "mean_b": group["b"].mean(), "difference": d.mean(),
+                     "mean_a": group["a"].mean(), "mean_b": group["b"].mean(),
+                     "difference": d.mean() if d.size else np.nan,
                      "ci_low": low, "ci_high": high, "level": level, "p": sign_flip_test(d, seed=seed),
                      "std": d.std(ddof=1) if d.size > 1 else np.nan})
     out = pd.DataFrame(rows, columns=[*by, "n", "mean_a", "mean_b", "difference", "ci_low", "ci_high", "level",

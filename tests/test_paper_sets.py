@@ -280,3 +280,22 @@ def test_fetch_command_names_the_cifar_sets_and_table_1_in_order():
     assert command.startswith('make data SETS="') and command.endswith('"')
     names = command.split('"')[1].split()
     assert names == [*CIFAR, *TABLE1_SETS] and set(names) <= set(CIFAR) | set(ARCHIVES)
+
+
+def test_fetched_mnist_and_kmnist_join_a_fashion_mnist_run_but_no_average(monkeypatch):
+    import pandas as pd
+
+    from lnlib import benchmark, tidy
+    from lnlib.config import preset
+    from lnlib.evaluate import ood_sets
+
+    cfg = preset("default")
+    assert not {"mnist", "kmnist"} & set(ood_sets(cfg))  # nothing fetched here
+    monkeypatch.setattr(paper_sets, "available", lambda name: name == "mnist")
+    assert ood_sets(cfg)[-1] == "mnist" and "kmnist" not in ood_sets(cfg)
+    assert "mnist" not in ood_sets(preset("default", dataset="cifar10"))
+    assert benchmark.kind_of("mnist") == "downloaded"
+    rows = pd.DataFrame({"loss": "ce", "seed": 0, "ood_set": ["digits", "mnist"], "metric": "fpr95",
+                         "value": [0.2, 0.9]})
+    averages = tidy.with_benchmark_averages(rows).set_index("ood_set")["value"]
+    assert averages[tidy.FAR] == 0.2 and averages["mnist"] == 0.9

@@ -135,3 +135,18 @@ def test_the_status_rows_of_the_regime():
     assert paper._growth_row(grown.head(3), "s", family=1)[-1].startswith("no verdict possible: 3 paired seeds")
     unfit = growth.assign(at_fit=[float("nan")] + [12.1] * 9)
     assert paper._growth_row(unfit, "s", family=1)[-1].startswith("not measured")
+
+
+@pytest.mark.parametrize("name", ["ood_results", "scoring_functions", "reproduction_status", "tau_ablation"])
+def test_the_chapters_that_state_verdicts_share_the_seed_study(name):
+    """They must agree to share their runs; and a page of a dozen Holm-corrected verdicts needs >= 9 seeds."""
+    import papermill as pm
+    from conftest import REPO
+
+    from lnlib.config import PRESETS, SEED_STUDY_SEEDS
+
+    defaults = {k: eval(v["default"]) for k, v in pm.inspect_notebook(REPO / "nbs" / f"{name}.ipynb").items()}
+    for key, value in PRESETS["seed_study"].items():
+        assert defaults[key] == value, key
+    if name != "tau_ablation":  # the τ grid takes fewer seeds per τ
+        assert defaults["seeds"] == SEED_STUDY_SEEDS >= 9
