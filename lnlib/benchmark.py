@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from lnlib import glyphs
 from lnlib.data import OOD_SETS
 
 KINDS = ("far", "separable", "synthetic")
@@ -45,12 +46,11 @@ SETS: dict[str, SetInfo] = {
     "letters": SetInfo(
         "far", "the letters A–J, one font each, MNIST-style (in the manner of notMNIST, Bulatov 2011)",
         "rendered from the fonts of Debian's font packages (lnlib.glyphs.FONT_PACKAGES)",
-        "the fonts' free licences (OFL, GPL with font exception, Apache, …; per package)",
-        "one per font file (lnlib.glyphs.sources('letters') counts them)"),
+        "the fonts' free licences (read from the packages)", "font families (counted from the packages)"),
     "scripts": SetInfo(
         "far", "characters of non-Latin writing systems, MNIST-style (in the manner of Omniglot, Lake et al. 2015)",
         "rendered from Debian's Noto fonts (lnlib.glyphs.FONT_PACKAGES)", "SIL Open Font License 1.1",
-        "one per script's font (lnlib.glyphs.sources('scripts') counts them)"),
+        "writing systems and font families (counted from the package)"),
     "digits": SetInfo(
         "far", "handwritten digits, 8×8 upscaled into the central 20×20 pixels",
         "UCI Optical Recognition of Handwritten Digits (Alpaydin and Kaynak 1998), test part, via scikit-learn",
@@ -86,7 +86,15 @@ def kind_of(name: str) -> str:
 
 
 def describe() -> pd.DataFrame:
-    """One row per offline OOD set: kind, what, source, licence, independent sources."""
-    frame = pd.DataFrame({n: asdict(s) for n, s in SETS.items()}).T
+    """One row per offline OOD set: kind, what, source, licence, independent sources. For the sets rendered from
+    fonts the counts and licences are read from the installed packages (:func:`lnlib.glyphs.sources`)."""
+    rows = {n: asdict(s) for n, s in SETS.items()}
+    for name in ("letters", "scripts"):
+        found = glyphs.sources(name)
+        systems = f"{len(found['characters'])} writing systems, " if name == "scripts" else ""
+        rows[name]["independent_sources"] = (f"{systems}{found['families']} font families "
+                                             f"({found['font_files']} font files)")
+        rows[name]["licence"] = found["licences"]
+    frame = pd.DataFrame(rows).T
     frame.index.name = "ood_set"
     return frame.reindex(list(OOD_SETS))

@@ -335,16 +335,19 @@ def _licence(package: str) -> str:
 
 
 def sources(name: str) -> dict:
-    """What OOD set ``name`` (``letters`` or ``scripts``) is made of, for the book: ``what`` it is, its Debian
-    ``packages``, the number of distinct ``font_files`` and of ``families`` (independent designs, weights and
+    """What OOD set ``name`` (``letters``, ``scripts`` or ``symbols``) is made of, for the book: ``what`` it is,
+    its Debian ``packages``, the number of distinct ``font_files`` and of ``families`` (independent designs, weights and
     widths not counted apart), a summary of the packages' ``licences`` (and ``licence_by_package``), and the
     ``characters`` used, by writing system."""
-    if name == "letters":
-        fonts = letter_fonts()
+    if name in ("letters", "symbols"):
+        fonts = letter_fonts() if name == "letters" else symbol_fonts()
         packages, files = LETTER_PACKAGES, [p for paths in fonts.values() for p in paths]
-        families, characters = len(fonts), {"Latin": LETTERS}
+        families = len(fonts)
+        characters = {"Latin": LETTERS} if name == "letters" else {"marks and symbols": SYMBOLS}
         what = ("notMNIST-style (Bulatov 2011): the letters A-J rendered MNIST-like from the Latin text fonts of "
-                "Debian's font packages, one family drawn uniformly, then one of its files")
+                "Debian's font packages, one family drawn uniformly, then one of its files" if name == "letters" else
+                "the validation OOD family: marks and symbols rendered like the letters, from the letter fonts "
+                "that draw them all")
     elif name == "scripts":
         table = script_fonts()
         packages, files = SCRIPT_PACKAGES, sorted({p for _, paths in table.values() for p in paths})
@@ -354,7 +357,7 @@ def sources(name: str) -> dict:
                 "typeset in Noto fonts, rendered MNIST-like; a writing system drawn uniformly, then a letter, then "
                 "a font")
     else:
-        raise ValueError(f"sources: {name!r} is not valid; choose 'letters' or 'scripts'")
+        raise ValueError(f"sources: {name!r} is not valid; choose 'letters', 'scripts' or 'symbols'")
     by_package = {p: _licence(p) for p in packages}
     kinds = Counter(next((kind for kind, pattern in LICENCE_KINDS if re.search(pattern, lic, re.I)), lic)
                     for lic in by_package.values())

@@ -90,17 +90,7 @@ def _appearance_order(records: pd.DataFrame, columns: list[str]) -> list[tuple]:
     return [c for c in itertools.product(*(pd.unique(records[c]) for c in columns)) if c in present]
 
 
-def difference(stats: pd.DataFrame, metric: str, baseline: str = "ce", method: str = "logitnorm") -> pd.DataFrame:
-    """``method − baseline`` per row of :func:`mean_std` output (columns ``(stat, metric, loss)``), in percent
-    points, with the standard error of that difference over seeds, ``√(s_a²/n_a + s_b²/n_b)``.
-
-    ``clear`` marks rows where the difference exceeds two standard errors: with a handful of seeds, anything
-    less is not a result. NaN standard errors (one seed) are never clear.
-    """
-    mean, std, n = (stats[k][metric] for k in ("mean", "std", "n"))
-    diff = 100 * (mean[method] - mean[baseline])
-    se = 100 * np.sqrt(std[method] ** 2 / n[method] + std[baseline] ** 2 / n[baseline])
-    return pd.DataFrame({"difference": diff, "standard error": se, "clear": (diff.abs() > 2 * se) & se.notna()})
+VERDICT_WORDS = {"lower": "LogitNorm lower", "higher": "LogitNorm higher", "none": "no detectable difference"}
 
 
 def paired_table(comparison: pd.DataFrame, by: str, labels=("CE", "LogitNorm"), baseline: pd.Series | None = None,
@@ -130,9 +120,6 @@ def seed_spread(records: pd.DataFrame, by, scale: float = 100.0) -> pd.DataFrame
     value over seeds, their range and the std (ddof = 1), in percent when ``scale`` is 100."""
     spread = records.groupby(list(np.atleast_1d(by)), sort=False)["value"].agg(["min", "max", "std"]) * scale
     return spread.assign(range=spread["max"] - spread["min"])[["min", "max", "range", "std"]].round(1)
-
-
-VERDICT_WORDS = {"lower": "LogitNorm lower", "higher": "LogitNorm higher", "none": "no detectable difference"}
 
 
 ACCURACY_KEPT = 0.01  # a candidate may cost at most this much validation accuracy (1 point) against the best one

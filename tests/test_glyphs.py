@@ -7,10 +7,10 @@ import pytest
 from conftest import REPO
 
 from lnlib import glyphs
-from lnlib.data import NOISE_OOD_SETS, OOD_SETS
+from lnlib.data import NOISE_OOD_SETS, OOD_SETS, VALIDATION_OOD_SETS
 from lnlib.files import DataMissingError
 
-GENERATORS = {"letters": glyphs.letters, "scripts": glyphs.scripts}
+GENERATORS = {"letters": glyphs.letters, "scripts": glyphs.scripts, "symbols": glyphs.symbols}
 
 
 @pytest.fixture(scope="module")
@@ -26,16 +26,20 @@ def fonts_installed():
 def fresh_caches():
     """Font discovery is cached per process; a test that changes what is installed starts and ends afresh (the
     last test of the file, so that the others share one discovery)."""
-    glyphs.letter_fonts.cache_clear()
-    glyphs.script_fonts.cache_clear()
+    caches = (glyphs.letter_fonts, glyphs.script_fonts, glyphs.symbol_fonts)
+    for cached in caches:
+        cached.cache_clear()
     yield
-    glyphs.letter_fonts.cache_clear()
-    glyphs.script_fonts.cache_clear()
+    for cached in caches:
+        cached.cache_clear()
 
 
 def test_registered_as_offline_ood_sets_of_real_images():
     assert OOD_SETS["letters"] is glyphs.letters and OOD_SETS["scripts"] is glyphs.scripts
     assert not {"letters", "scripts"} & set(NOISE_OOD_SETS)
+    # symbols is for choosing hyperparameters only: never a test set, and none of its characters is a test one's
+    assert VALIDATION_OOD_SETS == {"symbols": glyphs.symbols} and "symbols" not in OOD_SETS
+    assert not set(glyphs.SYMBOLS) & set("0123456789" + glyphs.LETTERS + glyphs.LETTERS.lower())
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
@@ -97,11 +101,13 @@ def test_fonts_are_found_through_dpkg_lists_sorted(tmp_path, monkeypatch):
 def test_sources_describe_the_set(fonts_installed, name):
     s = glyphs.sources(name)
     assert s["name"] == name and s["what"] and s["licences"]
-    packages = glyphs.LETTER_PACKAGES if name == "letters" else glyphs.SCRIPT_PACKAGES
+    packages = glyphs.SCRIPT_PACKAGES if name == "scripts" else glyphs.LETTER_PACKAGES
     assert s["packages"] == packages and set(s["licence_by_package"]) == set(packages)
     assert s["font_files"] >= s["families"] >= (100 if name == "letters" else 50)
     if name == "letters":
         assert s["characters"] == {"Latin": "ABCDEFGHIJ"}
+    elif name == "symbols":
+        assert s["characters"] == {"marks and symbols": glyphs.SYMBOLS}
     else:
         assert len(s["characters"]) >= 40 and all(s["characters"].values())
         assert not set("".join(s["characters"].values())) & set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
