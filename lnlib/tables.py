@@ -122,6 +122,18 @@ def seed_spread(records: pd.DataFrame, by, scale: float = 100.0) -> pd.DataFrame
     return spread.assign(range=spread["max"] - spread["min"])[["min", "max", "range", "std"]].round(1)
 
 
+def sensitivity(records: pd.DataFrame, changes: dict, by=("ood_set", "loss"), scale: float = 100.0) -> pd.DataFrame:
+    """How much a number moves, side by side: per group of ``by``, the range of ``records`` over seeds, and for
+    each ``{label: change records}`` (e.g. :func:`lnlib.tidy.last_epoch_change`, :func:`lnlib.tidy.
+    rerun_change`) the largest absolute change; in percent points when ``scale`` is 100."""
+    by = list(by)
+    n = records["seed"].nunique()
+    frame = {f"range over {n} seeds": seed_spread(records, by, scale)["range"]}
+    for label, change in changes.items():
+        frame[label] = (scale * change["value"].abs()).groupby([change[c] for c in by], sort=False).max().round(1)
+    return pd.DataFrame(frame).reindex(seed_spread(records, by, scale).index)
+
+
 ACCURACY_KEPT = 0.01  # a candidate may cost at most this much validation accuracy (1 point) against the best one
 
 

@@ -280,6 +280,26 @@ def along_training_records(runs) -> pd.DataFrame:
     return with_benchmark_averages(pd.DataFrame(rows))
 
 
+def last_epoch_change(along: pd.DataFrame) -> pd.DataFrame:
+    """How much the last epoch moved each number: from :func:`along_training_records` of runs evaluated every
+    epoch, per run, OOD set (and average) and metric, the value at the last epoch minus the value one epoch
+    earlier. Columns ``loss, method, tau, seed, run, ood_set, metric, value``."""
+    last = along.groupby("run")["epoch"].transform("max")
+    keys = ["loss", "method", "tau", "seed", "run", "ood_set", "metric"]
+    end = along[along["epoch"] == last].set_index(keys)["value"]
+    before = along[along["epoch"] == last - 1].set_index(keys)["value"]
+    return (end - before).dropna().reset_index()
+
+
+def rerun_change(records: pd.DataFrame, rerun: pd.DataFrame) -> pd.DataFrame:
+    """``rerun − records`` per loss, seed, OOD set and metric, for the rows of ``rerun`` (the same runs trained
+    again with one thing changed, e.g. the memory layout); the other columns are ``rerun``'s."""
+    keys = ["loss", "seed", "ood_set", "metric"]
+    base = records.set_index(keys)["value"]
+    change = rerun.set_index(keys)["value"] - base.reindex(rerun.set_index(keys).index)
+    return rerun.assign(value=change.to_numpy())
+
+
 def at_fit_and_end(along: pd.DataFrame, growth: pd.DataFrame) -> pd.DataFrame:
     """The rows of :func:`along_training_records` at two stages of each run, in a column ``stage``: ``fitted``,
     the first recorded epoch at or after the run fitted its training set (:func:`growth_after_fit`'s
