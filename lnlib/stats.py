@@ -238,7 +238,8 @@ def verdict_words(row, lower: str = "lower", higher: str = "higher", unit: str =
     """
     n, m, alpha = int(row["n"]), int(row["m"]), float(row["alpha"])
     f = lambda x: f"{scale * x:+.{digits}f}"
-    measured = (f"{f(row['difference'])} {unit}, {100 * row['level']:.0f}% bootstrap interval {f(row['ci_low'])} "
+    unit = f" {unit}" if unit else ""  # no unit (a norm, say): nothing between the number and the comma
+    measured = (f"{f(row['difference'])}{unit}, {100 * row['level']:.0f}% bootstrap interval {f(row['ci_low'])} "
                 f"to {f(row['ci_high'])} over {n} paired seeds")
     if np.isnan(row["p"]):
         return f"not measured (a value is missing or there are no paired seeds; {n} seeds)"
@@ -250,5 +251,5 @@ def verdict_words(row, lower: str = "lower", higher: str = "higher", unit: str =
         return (f"no verdict possible: {n} paired seeds cannot reach the corrected level (the exact test's floor "
                 f"2/2^{n} = {sign_flip_floor(n):.3g} > {alpha:g}/{m} = {alpha / max(m, 1):.3g}); measured {measured}")
     return (f"no detectable difference ({measured}; p = {row['p']:.2g}, Holm-corrected over {m} comparisons "
-            f"p = {row['p_holm']:.2g}): a difference smaller than about ±{scale * row['detectable']:.{digits}f} "
+            f"p = {row['p_holm']:.2g}): a difference smaller than about ±{scale * row['detectable']:.{digits}f}"
             f"{unit} could not be detected with {n} seeds")
