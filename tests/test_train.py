@@ -77,8 +77,8 @@ def test_short_run_leaves_a_complete_folder(runs_root, fashion_mnist_available):
     assert "checkpoint.pt" not in files
     m = run.metrics
     assert m["test_acc"] > 0.5  # 2 epochs on 10,000 images: well above chance (10%)
-    assert set(m["ood"]["sets"]) == {"digits", "textures", "natural_crops", "gaussian_noise", "uniform_noise",
-                                      "permuted", "blurred_noise"}
+    assert set(m["ood"]["sets"]) == {"digits", "letters", "scripts", "textures", "natural_crops", "gaussian_noise",
+                                      "uniform_noise", "permuted", "blurred_noise"}  # not 'symbols': validation only
     assert "ID as the positive class" in m["ood"]["convention"]
     h = run.history
     assert list(h["epoch"]) == [1, 2] and (h["test_norm_p10"] <= h["test_norm_p90"]).all()
