@@ -4,6 +4,9 @@ Every set of :data:`lnlib.data.OOD_SETS` has a :class:`SetInfo`: its kind, what 
 and how many independent sources its images were drawn from (2,000 crops of three photos are not 2,000
 independent images). The kinds keep sets of different nature apart in every table:
 
+* ``near`` — ``held_out``: the ID test images of classes held out of training (``TrainConfig.held_out``; the
+  seed study holds out Bag and Ankle boot). Same source, size and statistics as the ID images, new in what they
+  show: the hardest kind, and the one closest to how a deployed classifier meets the unknown.
 * ``far`` — real shapes drawn by people or type designers, on a black background like Fashion-MNIST's:
   handwritten digits, letters from hundreds of fonts, characters of other writing systems. The headline
   "real images" verdicts average these.
@@ -27,9 +30,9 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from lnlib import glyphs
-from lnlib.data import OOD_SETS
+from lnlib.data import NEAR_OOD, OOD_SETS
 
-KINDS = ("far", "separable", "synthetic")
+KINDS = ("near", "far", "separable", "synthetic")
 SEPARABLE_AT = 0.20  # FPR95 of the best pixel statistic at or below which a set counts as separable
 
 
@@ -43,6 +46,10 @@ class SetInfo:
 
 
 SETS: dict[str, SetInfo] = {
+    NEAR_OOD: SetInfo(
+        "near", "the ID test images of the classes held out of training (open-set recognition, Neal et al. 2018)",
+        "Fashion-MNIST's test split (Xiao et al. 2017; Zalando's product photos)", "MIT",
+        "one product photo each (1,000 per class)"),
     "letters": SetInfo(
         "far", "the letters A–J, one font each, MNIST-style (in the manner of notMNIST, Bulatov 2011)",
         "rendered from the fonts of Debian's font packages (lnlib.glyphs.FONT_PACKAGES)",
@@ -72,10 +79,10 @@ SETS: dict[str, SetInfo] = {
 }
 
 def sets_of(kind: str) -> tuple[str, ...]:
-    """The OOD sets of one kind, in :data:`lnlib.data.OOD_SETS` order."""
+    """The OOD sets of one kind, in the order of :data:`SETS` (the near set, then :data:`lnlib.data.OOD_SETS`)."""
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r} is not valid; choose one of {KINDS}")
-    return tuple(n for n in OOD_SETS if SETS[n].kind == kind)
+    return tuple(n for n in SETS if SETS[n].kind == kind)
 
 
 def kind_of(name: str) -> str:
@@ -86,8 +93,9 @@ def kind_of(name: str) -> str:
 
 
 def describe() -> pd.DataFrame:
-    """One row per offline OOD set: kind, what, source, licence, independent sources. For the sets rendered from
-    fonts the counts and licences are read from the installed packages (:func:`lnlib.glyphs.sources`)."""
+    """One row per offline OOD set, the near set first: kind, what, source, licence, independent sources. For the
+    sets rendered from fonts the counts and licences are read from the installed packages
+    (:func:`lnlib.glyphs.sources`)."""
     rows = {n: asdict(s) for n, s in SETS.items()}
     for name in ("letters", "scripts"):
         found = glyphs.sources(name)
@@ -97,4 +105,4 @@ def describe() -> pd.DataFrame:
         rows[name]["licence"] = found["licences"]
     frame = pd.DataFrame(rows).T
     frame.index.name = "ood_set"
-    return frame.reindex(list(OOD_SETS))
+    return frame.reindex([NEAR_OOD, *OOD_SETS])

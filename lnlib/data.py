@@ -18,6 +18,8 @@ Where data comes from (DESIGN.md, section 4):
   ``letters`` (notMNIST-style A–J) and ``scripts`` (Omniglot-style non-Latin letters), rendered by
   :mod:`lnlib.glyphs` from the fonts of Debian packages that ``make data`` installs; and, for choosing
   hyperparameters only, the validation set ``symbols`` (marks and symbols from the same fonts).
+* the near-OOD set ``held_out``: the ID test images of classes a run holds out of training
+  (``TrainConfig.held_out``, :func:`run_splits`).
 
 Loading never downloads. A set that is not found raises :class:`DataMissingError`, which says where it
 looked and the one command that gets it.
@@ -273,6 +275,37 @@ def split_train_val(train: ImageSet, val_size: int) -> tuple[ImageSet, ImageSet]
     name = train.name.removesuffix("_train")
     return (ImageSet(f"{name}_train", train.images[tr], train.labels[tr]),
             ImageSet(f"{name}_val", train.images[va], train.labels[va]))
+
+
+NEAR_OOD = "held_out"  # the near-OOD set: the ID test images of the classes a run holds out of training
+
+
+def split_classes(images: ImageSet, held_out) -> tuple[ImageSet, ImageSet]:
+    """``(kept, held)``: the images whose class is not in ``held_out``, labels renumbered ``0 .. K'−1`` in the
+    order of the remaining classes; and the images of the ``held_out`` classes, labels ``−1`` (an OOD set).
+
+    The open-set protocol (OpenOOD's open-set benchmarks, Neal et al. 2018): a network trained on some classes
+    of a dataset meets the others at test time. They share the ID images' source, size, background and
+    statistics, and differ in what they show: *near* OOD, unlike every generated set.
+    """
+    held = torch.as_tensor(sorted(held_out), dtype=torch.long)
+    mask = torch.isin(images.labels, held)
+    kept = images.labels[~mask]
+    renumbered = kept - (kept[:, None] > held[None, :]).sum(dim=1)  # less one per held-out class below it
+    return (ImageSet(images.name, images.images[~mask], renumbered),
+            ImageSet(NEAR_OOD, images.images[mask], torch.full((int(mask.sum()),), -1, dtype=torch.long)))
+
+
+def run_splits(dataset: str, val_size: int, held_out=()) -> dict[str, ImageSet]:
+    """The ID images a run of ``dataset`` sees: ``train`` and ``val`` (:func:`split_train_val`), ``test``, each
+    without the ``held_out`` classes (:func:`split_classes`), and where classes are held out, :data:`NEAR_OOD`:
+    their test images. The validation images are the same whatever is held out, less the held-out classes."""
+    ids = load_id(dataset)
+    splits = dict(zip(("train", "val"), split_train_val(ids["train"], val_size), strict=True), test=ids["test"])
+    if not held_out:
+        return splits
+    kept = {name: split_classes(s, held_out)[0] for name, s in splits.items()}
+    return {**kept, NEAR_OOD: split_classes(ids["test"], held_out)[1]}
 
 
 # --------------------------------------------------------------------------------------------- OOD sets

@@ -21,13 +21,13 @@ from lnlib.config import QUICK_EVAL_SIZE, TrainConfig
 from lnlib.data import (
     CIFAR,
     ID_SETS,
+    NEAR_OOD,
     OOD_SETS,
     OOD_SIZE,
     VALIDATION_OOD_SETS,
     ImageSet,
-    load_id,
     load_ood,
-    split_train_val,
+    run_splits,
     to_device,
 )
 from lnlib.devices import resolve_device
@@ -77,13 +77,15 @@ def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = TrainConf
 
 
 def ood_sets(cfg: TrainConfig) -> list[str]:
-    """The OOD sets a run is evaluated on: every offline set; for CIFAR ID sets the six full-scale sets of the
-    LogitNorm paper's Table 1 (:mod:`lnlib.paper_sets`, fetched once), used whole; for Fashion-MNIST, MNIST and
-    KMNIST wherever ``make data SETS="mnist kmnist"`` has fetched them (they need internet once)."""
+    """The OOD sets a run is evaluated on: the near-OOD set ``held_out`` where the run holds classes out; every
+    offline set; for CIFAR ID sets the six full-scale sets of the LogitNorm paper's Table 1
+    (:mod:`lnlib.paper_sets`, fetched once), used whole; for Fashion-MNIST, MNIST and KMNIST wherever
+    ``make data SETS="mnist kmnist"`` has fetched them (they need internet once)."""
+    near = [NEAR_OOD] if cfg.held_out else []
     if cfg.dataset in CIFAR:
-        return [*OOD_SETS, *TABLE1_SETS]
+        return [*near, *OOD_SETS, *TABLE1_SETS]
     fetched = [n for n in FASHION_MNIST_SETS if paper_sets.available(n)] if cfg.dataset == "fashion_mnist" else []
-    return [*OOD_SETS, *fetched]
+    return [*near, *OOD_SETS, *fetched]
 
 
 def default_sets(cfg: TrainConfig) -> list[str]:
@@ -105,27 +107,26 @@ def check_data(cfg: TrainConfig) -> None:
 
 
 def evaluation_sets(cfg: TrainConfig, names=None) -> dict[str, ImageSet]:
-    """The images of ``names`` (default :func:`default_sets`), as subsets of ``QUICK_EVAL_SIZE`` when quick."""
+    """The images of ``names`` (default :func:`default_sets`), as subsets of ``QUICK_EVAL_SIZE`` when quick. The ID
+    sets lack the run's held-out classes, whose test images are the set ``held_out``."""
     names = default_sets(cfg) if names is None else list(names)
-    known = [*ID_KEYS, *OOD_SETS, *VALIDATION_OOD_SETS, *PAPER_OOD_SETS]
+    known = [*ID_KEYS, *([NEAR_OOD] if cfg.held_out else []), *OOD_SETS, *VALIDATION_OOD_SETS, *PAPER_OOD_SETS]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"unknown evaluation sets {unknown}; choose from {known}")
     if ID_VAL in names and not cfg.val_size:
         raise ValueError(f"set {ID_VAL!r} needs a validation split, but val_size=0")
-    ids = load_id(cfg.dataset)
+    splits = run_splits(cfg.dataset, cfg.val_size, cfg.held_out)
     n_ood = QUICK_EVAL_SIZE if cfg.quick else OOD_SIZE
     sets = {}
     for name in names:
-        if name == ID_TEST:
-            sets[name] = ids["test"]
-        elif name == ID_VAL:
-            sets[name] = split_train_val(ids["train"], cfg.val_size)[1]
+        if name in (ID_TEST, ID_VAL, NEAR_OOD):
+            sets[name] = splits[{ID_TEST: "test", ID_VAL: "val"}.get(name, name)]
         elif name in PAPER_OOD_SETS:  # all of it; the official code scores len(test)//5 sampled images
-            sets[name] = paper_sets.load(name, tuple(ids["test"].images.shape[1:]))
-        else:
-            sets[name] = load_ood(name, ids["test"], n=n_ood, seed=0)
-        if cfg.quick and (name in ID_KEYS or name in PAPER_OOD_SETS):
+            sets[name] = paper_sets.load(name, tuple(splits["test"].images.shape[1:]))
+        else:  # generated like the ID test images (permuted: from them)
+            sets[name] = load_ood(name, splits["test"], n=n_ood, seed=0)
+        if cfg.quick and (name in (*ID_KEYS, NEAR_OOD) or name in PAPER_OOD_SETS):
             sets[name] = sets[name].subset(QUICK_EVAL_SIZE)
     return sets
 

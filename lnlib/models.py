@@ -174,6 +174,6 @@ def build_model(cfg) -> Classifier:
     format it trains in; ``.to(device)`` and ``load_state_dict`` keep that format."""
     spec = ID_SETS[cfg.dataset]
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, spec.shape, spec.num_classes, cfg.dropout)
+    model = create_model(cfg.model, spec.shape, cfg.num_classes, cfg.dropout)  # less any held-out classes
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 

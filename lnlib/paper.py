@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from lnlib import benchmark
+from lnlib.data import NEAR_OOD
 from lnlib.hein import TEST_IMAGES, UNIFORM_NOISE
 from lnlib.stats import compare, verdict_words
 from lnlib.tidy import FAR, SYNTHETIC, growth_stages, with_benchmark_averages
@@ -88,18 +89,22 @@ def claims_frame(topic: str | None = None) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------- reproduction status
 def _kind_average(ood: pd.DataFrame, label: str, metric: str = "fpr95") -> pd.DataFrame:
-    """Each run's ``metric`` averaged over the sets of one benchmark average (:func:`lnlib.tidy.
+    """Each run's ``metric`` on one set or averaged over the sets of one benchmark average (:func:`lnlib.tidy.
     with_benchmark_averages`: ``tidy.FAR`` or ``tidy.SYNTHETIC``), one row per run with ``loss, seed, value``."""
     return with_benchmark_averages(ood).query("metric == @metric and ood_set == @label")
 
 
 def _fpr_row(ood: pd.DataFrame, label: str, which: str, scale: str, family: int) -> tuple:
-    """The LogitNorm abstract's FPR95 claim against our paired LogitNorm − CE difference on one average."""
+    """The LogitNorm abstract's FPR95 claim against our paired LogitNorm − CE difference on one average (or on
+    the near-OOD set)."""
     runs = _kind_average(ood, label)
     row = compare(runs, [], family=family).iloc[0]
-    sets = ", ".join(sorted(s for s in ood["ood_set"].unique() if _in_average(s, label)))
-    ours = (f"{100 * row['mean_b']:.1f}% (CE) → {100 * row['mean_a']:.1f}% (LogitNorm), mean over seeds of the "
-            f"per-seed average over {sets}")
+    if label == NEAR_OOD:
+        over = "the held-out classes' test images"
+    else:
+        over = "the per-seed average over " + ", ".join(sorted(s for s in ood["ood_set"].unique()
+                                                                if _in_average(s, label)))
+    ours = f"{100 * row['mean_b']:.1f}% (CE) → {100 * row['mean_a']:.1f}% (LogitNorm), mean over seeds of {over}"
     words = verdict_words(row, lower="reproduced in direction, at this scale", higher="the opposite, at this scale")
     return (f"LogitNorm lowers the MSP FPR95 of cross-entropy: {which}", "up to 42.30 points (abstract; verified)",
             ours, scale, words)
@@ -137,7 +142,8 @@ def _growth_row(growth: pd.DataFrame, scale: str, family: int) -> tuple:
 
 
 TESTED_ROWS = 3  # verdicts of the status page from the paired rule without the regime (FPR95 far, synthetic; accuracy)
-REGIME_ROWS = 3  # and with it (norm growth; FPR95 far, synthetic, training set fitted)
+NEAR_ROWS = 1  # and where the runs hold classes out (FPR95 on them)
+REGIME_ROWS = 3  # and with the regime (norm growth; FPR95 far, synthetic, training set fitted)
 
 
 def reproduction_status(accuracy: pd.DataFrame, ood: pd.DataFrame, rays: pd.DataFrame, scale: str,
@@ -147,17 +153,20 @@ def reproduction_status(accuracy: pd.DataFrame, ood: pd.DataFrame, rays: pd.Data
     ``accuracy`` and ``ood`` (MSP) for cross-entropy and LogitNorm runs over seeds, ``rays`` for a cross-entropy
     run (the two sets of directions of :func:`lnlib.hein.ray_inputs`). ``regime``: the paper-regime chapter's
     runs, ``{"growth": tidy.growth_after_fit(runs), "ood": tidy.ood_records(runs, ["msp"]), "scale": str}``,
-    which add three rows (norm growth after the training set is fitted, FPR95 on far sets and on noise).
+    which add three rows (norm growth after the training set is fitted, FPR95 on far sets and on noise). Where
+    the runs hold classes out (``ood`` has the near-OOD set ``held_out``), a row for it comes first.
 
     Every comparison is the verdict rule of :mod:`lnlib.stats`: paired by seed, a bootstrap interval, an exact
     sign-flip test, Holm-corrected over all the comparisons of the page; a direction only where it holds.
     """
-    family = TESTED_ROWS + (REGIME_ROWS if regime is not None else 0)
+    near = NEAR_OOD in set(ood["ood_set"])
+    family = TESTED_ROWS + (NEAR_ROWS if near else 0) + (REGIME_ROWS if regime is not None else 0)
     ce_rays = rays.query("loss == 'ce'").groupby(["set", "metric"])["value"].mean()
     top = ce_rays.xs("unique_top_slope", level="metric")
     clipped = ce_rays[(UNIFORM_NOISE, "clipped_overconfident")]
     not_run = "not run here (needs internet once and a GPU)"
     rows = [
+        *([_fpr_row(ood, NEAR_OOD, "near OOD (classes held out of training)", scale, family)] if near else []),
         _fpr_row(ood, FAR, "far OOD sets (real shapes: digits, letters, scripts)", scale, family),
         _fpr_row(ood, SYNTHETIC, "synthetic-noise OOD sets", scale, family),
         _accuracy_row(accuracy, scale, family),
@@ -175,7 +184,7 @@ def reproduction_status(accuracy: pd.DataFrame, ood: pd.DataFrame, rays: pd.Data
          "reproduced" if clipped > 0.9 else "not reproduced at this scale (other data and network)"),
     ]
     if regime is not None:
-        rows[3:3] = [_growth_row(regime["growth"], regime["scale"], family),
+        rows[TESTED_ROWS + near:TESTED_ROWS + near] = [_growth_row(regime["growth"], regime["scale"], family),
                      _fpr_row(regime["ood"], FAR, "far OOD sets, training set fitted", regime["scale"], family),
                      _fpr_row(regime["ood"], SYNTHETIC, "synthetic-noise OOD sets, training set fitted",
                               regime["scale"], family)]

@@ -16,7 +16,7 @@ import torch
 
 from lnlib import benchmark, calibration, faraway, hein, metrics, pixel_stats, scores
 from lnlib.config import TrainConfig
-from lnlib.data import VALIDATION_OOD_SETS, load_id, split_train_val
+from lnlib.data import VALIDATION_OOD_SETS, run_splits
 from lnlib.devices import resolve_device
 from lnlib.evaluate import ID_TEST, ID_VAL, evaluation_sets, ood_metrics_per_set, ood_sets, outputs, predict, set_scores
 from lnlib.runs import Run
@@ -90,7 +90,7 @@ def pixel_records(cfg: TrainConfig, positive: str = "id") -> pd.DataFrame:
     """
     metrics.check_positive(positive)
     sets = evaluation_sets(cfg, [ID_TEST, *ood_sets(cfg)])
-    train = split_train_val(load_id(cfg.dataset)["train"], cfg.val_size)[0]
+    train = run_splits(cfg.dataset, cfg.val_size, cfg.held_out)["train"]
     reference = train.subset(PIXEL_REFERENCE).images
     rows = []
     for statistic in pixel_stats.STATISTICS:
@@ -248,10 +248,10 @@ def with_benchmark_averages(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def benchmark_order() -> list[str]:
-    """The order in which the book lists OOD sets: the far sets and their average, the separable sets, the
-    synthetic sets and their average."""
-    return [*benchmark.sets_of("far"), FAR, *benchmark.sets_of("separable"), *benchmark.sets_of("synthetic"),
-            SYNTHETIC]
+    """The order in which the book lists OOD sets: the near set, the far sets and their average, the separable
+    sets, the synthetic sets and their average."""
+    return [*benchmark.sets_of("near"), *benchmark.sets_of("far"), FAR, *benchmark.sets_of("separable"),
+            *benchmark.sets_of("synthetic"), SYNTHETIC]
 
 
 def in_benchmark_order(frame: pd.DataFrame, column: str = "ood_set") -> pd.DataFrame:

@@ -40,7 +40,7 @@ from tqdm import tqdm  # text bar, shown only on a terminal (tqdm.auto warns wit
 
 from lnlib import distributed, metrics, scores
 from lnlib.config import QUICK_EVAL_SIZE, TrainConfig
-from lnlib.data import ID_SETS, load_id, split_train_val, to_device
+from lnlib.data import ID_SETS, run_splits, to_device
 from lnlib.devices import resolve_device
 from lnlib.distributed import SINGLE, Ranks
 from lnlib.evaluate import ID_TEST, ID_VAL, check_data, compute_outputs, evaluation_sets, ood_table, predict
@@ -71,7 +71,7 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
 
     # ---- data: uint8 -> normalised float tensors on the device, once
     spec = ID_SETS[cfg.dataset]
-    train = split_train_val(load_id(cfg.dataset)["train"], cfg.val_size)[0].subset(cfg.train_images)  # fixed
+    train = run_splits(cfg.dataset, cfg.val_size, cfg.held_out)["train"].subset(cfg.train_images)  # fixed
     eval_sets = evaluation_sets(cfg)  # ID test + every OOD set: monitored per epoch, evaluated at the end
     train_x, train_y = to_device(train.images, spec, device), train.labels.to(device)
     probe = QUICK_EVAL_SIZE if cfg.quick else PROBE_SIZE  # the split is already shuffled: the first images

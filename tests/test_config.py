@@ -111,6 +111,18 @@ def test_round_trip_through_json():
     assert again == cfg and again.content_hash() == cfg.content_hash()
 
 
+def test_held_out_classes_are_validated_named_and_hashed_only_when_on():
+    assert TrainConfig(held_out=()).content_hash() == "83627ed6"  # off: the names of existing runs hold
+    study = preset("seed_study")
+    assert study.held_out == (8, 9) and study.num_classes == 8 and TrainConfig().num_classes == 10
+    assert study.slug() == "fashion_mnist-small_cnn-logitnorm0.04-n10000-without8+9-s0"
+    assert study.content_hash() != study.replace(held_out=()).content_hash()
+    assert TrainConfig.from_dict(json.loads(json.dumps(study.to_dict()))) == study  # lists back to a tuple
+    for bad in ([9, 8], [10], [0, 0], list(range(9))):
+        with pytest.raises(ValueError, match=rf"held_out=\({bad[0]}.*Bag, Ankle boot\), leaving at least 2"):
+            TrainConfig.from_dict({"held_out": bad})
+
+
 def test_quick_caps_epochs():
     assert TrainConfig(quick=True, epochs=50).epochs_to_run == 3
     assert TrainConfig(epochs=50).epochs_to_run == 50

@@ -109,6 +109,25 @@ def test_split_is_fixed_disjoint_and_complete():
         split_train_val(train, 100)
 
 
+def test_held_out_classes_leave_the_id_sets_and_become_the_near_ood_set():
+    labels = torch.tensor([0, 1, 2, 3, 4, 2, 4, 0])
+    images = ImageSet("x_test", torch.arange(8, dtype=torch.uint8).view(8, 1, 1, 1), labels)
+    kept, held = data.split_classes(images, (1, 3))
+    # known answer: classes 0, 2, 4 remain and are renumbered 0, 1, 2 in order; 1 and 3 become OOD (-1)
+    assert kept.labels.tolist() == [0, 1, 2, 1, 2, 0] and kept.images.flatten().tolist() == [0, 2, 4, 5, 6, 7]
+    assert held.name == data.NEAR_OOD and held.labels.tolist() == [-1, -1] and held.images.flatten().tolist() == [1, 3]
+    assert data.split_classes(images, ())[0].labels.tolist() == labels.tolist()
+
+
+def test_run_splits_hold_out_classes_from_every_id_split(fashion_mnist_available):
+    whole, held = data.run_splits("fashion_mnist", 5000), data.run_splits("fashion_mnist", 5000, (8, 9))
+    assert data.NEAR_OOD not in whole and len(held[data.NEAR_OOD]) == 2000  # 1,000 test images per class
+    for split in ("train", "val", "test"):
+        assert held[split].labels.max() == 7 and len(held[split]) == int((whole[split].labels < 8).sum())
+        # the same images, in the same order, less the held-out classes: the validation split does not move
+        assert torch.equal(held[split].images, whole[split].images[whole[split].labels < 8])
+
+
 def test_to_device_normalises_with_the_id_statistics():
     spec = data.ID_SETS["fashion_mnist"]
     x = to_device(torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1), spec, "cpu")

@@ -5,8 +5,8 @@ import pytest
 import torch
 from conftest import tiny_cfg
 
-from lnlib import calibration, evaluate, metrics, scores, tidy
-from lnlib.data import ID_SETS, OOD_SETS, load_id, split_train_val, to_device
+from lnlib import calibration, data, evaluate, metrics, scores, tidy
+from lnlib.data import ID_SETS, NEAR_OOD, OOD_SETS, load_id, split_train_val, to_device
 from lnlib.evaluate import ID_TEST, ID_VAL
 from lnlib.runs import Run
 from lnlib.train import load_or_train
@@ -108,3 +108,20 @@ def test_per_set_values_and_the_correctness_split(run):
     split = evaluate.split_by_correctness(run, scores.logit_norm)
     n_wrong = round((1 - run.metrics["test_acc"]) * 1000)
     assert len(split["ID test, wrong"]) == n_wrong and len(split["ID test, correct"]) == 1000 - n_wrong
+
+
+def test_a_run_with_held_out_classes_learns_the_others_and_meets_them_as_near_ood(tmp_path):
+    run = load_or_train(tiny_cfg(loss="ce", epochs=1, warmup=0, held_out=(8, 9)), root=tmp_path)
+    out = evaluate.outputs(run)
+    assert list(out) == [ID_TEST, ID_VAL, NEAR_OOD, *OOD_SETS]
+    test = out[ID_TEST]
+    assert test.logits.shape == (1000, 8) and set(test.labels) == set(range(8))  # eight classes, renumbered
+    assert run.metrics["test_acc"] == pytest.approx((test.logits.argmax(1) == test.labels).mean())
+    assert len(out[NEAR_OOD].labels) == 1000 and (out[NEAR_OOD].labels == -1).all()
+    # the held-out images are Fashion-MNIST's test images of Bag and Ankle boot, the first 1,000 of a fixed draw
+    test_split = load_id("fashion_mnist")["test"]
+    expected = data.split_classes(test_split, (8, 9))[1].subset(1000)
+    assert torch.equal(evaluate.evaluation_sets(run.config, [NEAR_OOD])[NEAR_OOD].images, expected.images)
+    assert NEAR_OOD in run.metrics["ood"]["sets"]
+    with pytest.raises(ValueError, match=r"unknown evaluation sets \['held_out'\]"):
+        evaluate.evaluation_sets(tiny_cfg(), [NEAR_OOD])

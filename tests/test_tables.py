@@ -141,6 +141,17 @@ def test_reproduction_verdicts_follow_the_paired_corrected_rule(ce, ln, verdict)
     assert status.filter(like="Table 2", axis=0)["verdict"].item().startswith("not reproduced")
 
 
+def test_the_near_ood_set_gets_its_own_status_row_counted_in_the_correction():
+    n = 10
+    accuracy = _metric_records({"ce": [0.90] * n, "logitnorm": [0.91] * n}, "accuracy", sets=[None])
+    ood = _metric_records({"ce": 0.70 + TEN, "logitnorm": 0.50 + TEN[::-1]}, "fpr95", sets=("held_out", "digits"))
+    status = paper.reproduction_status(accuracy, ood, _rays(1.0, 0.0), "s", "r")
+    near = status.iloc[0]
+    assert near.name.endswith("near OOD (classes held out of training)") and "held-out classes" in near["ours"]
+    assert f"p = {4 * 2 / 1024:.2g}" in near["verdict"]  # four verdicts now: Holm multiplies 2/2^10 by 4
+    assert "held_out" not in status.iloc[1]["ours"]  # the far average is over the far sets only
+
+
 def test_benchmark_averages_are_per_seed_and_leave_out_separable_sets():
     from lnlib import tidy
 
