@@ -5,8 +5,9 @@ and how many independent sources its images were drawn from (2,000 crops of thre
 independent images). The kinds keep sets of different nature apart in every table:
 
 * ``near`` — ``held_out``: the ID test images of classes held out of training (``TrainConfig.held_out``; the
-  seed study holds out Bag and Ankle boot). Same source, size and statistics as the ID images, new in what they
-  show: the hardest kind, and the one closest to how a deployed classifier meets the unknown.
+  open-set study, ``preset("open_set")``, holds out Bag and Ankle boot). Same source, size and statistics as the
+  ID images, new in what they show: the hardest kind, and the one closest to how a deployed classifier meets
+  the unknown.
 * ``far`` — real shapes drawn by people or type designers, on a black background like Fashion-MNIST's:
   handwritten digits, letters from hundreds of fonts, characters of other writing systems. The headline
   "real images" verdicts average these.

@@ -28,6 +28,7 @@ looked and the one command that gets it.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import pickle
 import shutil
 import tarfile
@@ -443,18 +444,28 @@ VALIDATION_OOD_SETS: dict[str, Callable] = {"symbols": symbols}
 NOISE_OOD_SETS = ("gaussian_noise", "uniform_noise", "permuted", "blurred_noise")
 
 
+_GENERATED: dict[tuple, ImageSet] = {}  # the sets this process generated, by everything they depend on
+
+
 def load_ood(name: str, id_test: ImageSet, n: int = OOD_SIZE, seed: int = 0) -> ImageSet:
     """Generate OOD set ``name`` shaped like ``id_test`` (channels and size), deterministic given ``seed``.
 
-    Returns ``n`` images (``digits`` has at most 1797), uint8, labels ``-1``.
+    Returns ``n`` images (``digits`` has at most 1797), uint8, labels ``-1``. Generated once per process (rendering
+    the font sets takes seconds, and a chapter trains dozens of runs): later calls return the same tensors, which
+    callers must not modify. ``permuted`` is keyed by the content of ``id_test``, the others by its shape.
     """
     generators = {**OOD_SETS, **VALIDATION_OOD_SETS}
     if name not in generators:
         raise ValueError(f"OOD set {name!r} is not valid; choose one of {sorted(generators)}")
-    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])  # independent stream per set
-    images = generators[name](n, tuple(id_test.images.shape[1:]), rng, id_test)
-    images = torch.from_numpy(np.round(np.asarray(images, dtype=np.float32) * 255).astype(np.uint8))
-    return ImageSet(name, images, torch.full((len(images),), -1, dtype=torch.long))
+    shape = tuple(id_test.images.shape[1:])
+    source = hashlib.sha256(id_test.images.numpy().tobytes()).hexdigest() if name == "permuted" else None
+    key = (name, shape, n, seed, source)
+    if key not in _GENERATED:
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])  # independent stream per set
+        images = generators[name](n, shape, rng, id_test)
+        images = torch.from_numpy(np.round(np.asarray(images, dtype=np.float32) * 255).astype(np.uint8))
+        _GENERATED[key] = ImageSet(name, images, torch.full((len(images),), -1, dtype=torch.long))
+    return _GENERATED[key]
 
 
 # ------------------------------------------------------------------------------------------- on device

@@ -7,6 +7,8 @@ the choices, instead of falling back silently.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -23,3 +25,26 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if str(name).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={name!r} was asked for, but torch sees no CUDA GPU; use device='auto' or 'cpu'")
     return torch.device(name)
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    """Run the block with torch on ``n`` CPU threads (``torch.set_num_threads``), then restore the count before.
+
+    The thread count is not part of a run's config, yet on a CPU it changes how sums are split and so how they
+    round: the same config trained on another count can end elsewhere. Runs trained inside this block belong in
+    their own folder root (see the OOD-results chapter), since their config, and so their folder name, is the same.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"threads={n!r} is not valid; threads must be an integer >= 1")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def other_thread_count() -> int:
+    """A CPU thread count other than torch's current one: 1, or 2 where torch already uses one thread."""
+    return 2 if torch.get_num_threads() == 1 else 1

@@ -40,8 +40,7 @@ LABS_DIR = Path(__file__).resolve().parents[1] / "nbs" / "labs"
 # Labs 2-4 train (or load) these two runs: 10,000 Fashion-MNIST images for 8 epochs, the book's recipe
 # otherwise. About 45 s each on two CPU cores. At this size the cross-entropy norm grows over the epochs while
 # LogitNorm's falls (weight decay shrinks what its loss does not see), which is Lab 2's lesson; with 3 epochs
-# (quick mode) it did not show. They follow the recipe of the book's seed study (config.PRESETS['seed_study']) on all
-# ten classes; the seed study holds two out, for its near-OOD set.
+# (quick mode) it did not show. They are seed 0 of the book's seed study (config.PRESETS['seed_study']).
 LAB_TRAIN_SUBSET, LAB_EPOCHS = PRESETS["seed_study"]["train_subset"], PRESETS["seed_study"]["epochs"]
 
 

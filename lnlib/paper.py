@@ -142,31 +142,32 @@ def _growth_row(growth: pd.DataFrame, scale: str, family: int) -> tuple:
 
 
 TESTED_ROWS = 3  # verdicts of the status page from the paired rule without the regime (FPR95 far, synthetic; accuracy)
-NEAR_ROWS = 1  # and where the runs hold classes out (FPR95 on them)
+NEAR_ROWS = 1  # and with the open-set study (FPR95 on the classes it holds out)
 REGIME_ROWS = 3  # and with the regime (norm growth; FPR95 far, synthetic, training set fitted)
 
 
 def reproduction_status(accuracy: pd.DataFrame, ood: pd.DataFrame, rays: pd.DataFrame, scale: str,
-                        ray_scale: str, regime: dict | None = None) -> pd.DataFrame:
+                        ray_scale: str, regime: dict | None = None, near: dict | None = None) -> pd.DataFrame:
     """Each claim of both papers: the paper's number with its status, ours, at ``scale`` (runs) or ``ray_scale``
     (rays), and a verdict computed from ours (never typed). Inputs are record frames of :mod:`lnlib.tidy`:
     ``accuracy`` and ``ood`` (MSP) for cross-entropy and LogitNorm runs over seeds, ``rays`` for a cross-entropy
     run (the two sets of directions of :func:`lnlib.hein.ray_inputs`). ``regime``: the paper-regime chapter's
     runs, ``{"growth": tidy.growth_after_fit(runs), "ood": tidy.ood_records(runs, ["msp"]), "scale": str}``,
-    which add three rows (norm growth after the training set is fitted, FPR95 on far sets and on noise). Where
-    the runs hold classes out (``ood`` has the near-OOD set ``held_out``), a row for it comes first.
+    which add three rows (norm growth after the training set is fitted, FPR95 on far sets and on noise).
+    ``near``: the open-set study's runs (classes held out of training), ``{"ood": tidy.ood_records(runs, ["msp"]),
+    "scale": str}``, which add a first row: FPR95 on the near-OOD set ``held_out``.
 
     Every comparison is the verdict rule of :mod:`lnlib.stats`: paired by seed, a bootstrap interval, an exact
     sign-flip test, Holm-corrected over all the comparisons of the page; a direction only where it holds.
     """
-    near = NEAR_OOD in set(ood["ood_set"])
-    family = TESTED_ROWS + (NEAR_ROWS if near else 0) + (REGIME_ROWS if regime is not None else 0)
+    family = TESTED_ROWS + (NEAR_ROWS if near is not None else 0) + (REGIME_ROWS if regime is not None else 0)
     ce_rays = rays.query("loss == 'ce'").groupby(["set", "metric"])["value"].mean()
     top = ce_rays.xs("unique_top_slope", level="metric")
     clipped = ce_rays[(UNIFORM_NOISE, "clipped_overconfident")]
     not_run = "not run here (needs internet once and a GPU)"
     rows = [
-        *([_fpr_row(ood, NEAR_OOD, "near OOD (classes held out of training)", scale, family)] if near else []),
+        *([_fpr_row(near["ood"], NEAR_OOD, "near OOD (classes held out of training)", near["scale"], family)]
+          if near is not None else []),
         _fpr_row(ood, FAR, "far OOD sets (real shapes: digits, letters, scripts)", scale, family),
         _fpr_row(ood, SYNTHETIC, "synthetic-noise OOD sets", scale, family),
         _accuracy_row(accuracy, scale, family),
@@ -184,7 +185,8 @@ def reproduction_status(accuracy: pd.DataFrame, ood: pd.DataFrame, rays: pd.Data
          "reproduced" if clipped > 0.9 else "not reproduced at this scale (other data and network)"),
     ]
     if regime is not None:
-        rows[TESTED_ROWS + near:TESTED_ROWS + near] = [_growth_row(regime["growth"], regime["scale"], family),
+        first = TESTED_ROWS + (near is not None)  # after the rows of the seed study
+        rows[first:first] = [_growth_row(regime["growth"], regime["scale"], family),
                      _fpr_row(regime["ood"], FAR, "far OOD sets, training set fitted", regime["scale"], family),
                      _fpr_row(regime["ood"], SYNTHETIC, "synthetic-noise OOD sets, training set fitted",
                               regime["scale"], family)]

@@ -293,7 +293,7 @@ def last_epoch_change(along: pd.DataFrame) -> pd.DataFrame:
 
 def rerun_change(records: pd.DataFrame, rerun: pd.DataFrame) -> pd.DataFrame:
     """``rerun − records`` per loss, seed, OOD set and metric, for the rows of ``rerun`` (the same runs trained
-    again with one thing changed, e.g. the memory layout); the other columns are ``rerun``'s."""
+    again with one thing changed, e.g. on another number of CPU threads); the other columns are ``rerun``'s."""
     keys = ["loss", "seed", "ood_set", "metric"]
     base = records.set_index(keys)["value"]
     change = rerun.set_index(keys)["value"] - base.reindex(rerun.set_index(keys).index)

@@ -113,7 +113,7 @@ def test_round_trip_through_json():
 
 def test_held_out_classes_are_validated_named_and_hashed_only_when_on():
     assert TrainConfig(held_out=()).content_hash() == "83627ed6"  # off: the names of existing runs hold
-    study = preset("seed_study")
+    study = preset("open_set")
     assert study.held_out == (8, 9) and study.num_classes == 8 and TrainConfig().num_classes == 10
     assert study.slug() == "fashion_mnist-small_cnn-logitnorm0.04-n10000-without8+9-s0"
     assert study.content_hash() != study.replace(held_out=()).content_hash()

@@ -87,9 +87,17 @@ def test_ood_sets_have_the_id_shape_and_are_deterministic(name, shape):
     a = load_ood(name, id_test, n=n, seed=0)
     assert a.images.shape == (n, *shape) and a.images.dtype == torch.uint8
     assert (a.labels == -1).all()
-    assert torch.equal(a.images, load_ood(name, id_test, n=n, seed=0).images)
+    assert load_ood(name, id_test, n=n, seed=0) is a  # generated once per process
+    data._GENERATED.clear()
+    assert torch.equal(a.images, load_ood(name, id_test, n=n, seed=0).images)  # and the same when generated again
     assert not torch.equal(a.images, load_ood(name, id_test, n=n, seed=1).images)
     assert a.images.float().std() > 5  # not a constant image
+
+
+def test_permuted_is_generated_from_the_id_images_it_is_given():
+    id_test = _fake_test_set((1, 28, 28), n=20)
+    other = ImageSet(id_test.name, id_test.images.flip(0), id_test.labels)  # same name and size, other images
+    assert not torch.equal(load_ood("permuted", id_test, n=20).images, load_ood("permuted", other, n=20).images)
 
 
 def test_permuted_keeps_each_images_pixels():

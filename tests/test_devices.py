@@ -41,3 +41,19 @@ def test_every_device_parameter_defaults_to_the_policy(module):
                 assert parameter.default == "auto", f"lnlib.{module}.{name}(device={parameter.default!r})"
                 checked += 1
     assert checked or module == "train"
+
+
+def test_threads_sets_the_count_inside_the_block_only_and_refuses_bad_counts():
+    from lnlib.devices import other_thread_count, threads
+
+    before, other = torch.get_num_threads(), other_thread_count()
+    assert other != before
+    with threads(other):
+        assert torch.get_num_threads() == other
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), threads(1):
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before  # restored after an error too
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match=rf"threads={bad!r} is not valid"), threads(bad):
+            pass

@@ -83,8 +83,8 @@ def test_uniform_noise_is_separated_by_its_dark_share(fashion_mnist_available):
 def test_the_benchmark_kinds_match_the_pixel_baseline(fashion_mnist_available):
     """benchmark.SETS fixes which sets are 'separable'; this measures it on the full evaluation sets: a real-image
     set is 'separable' exactly when the pixel baseline reaches FPR95 <= SEPARABLE_AT; with all ten classes as ID
-    and with the seed study's eight (then the held-out classes are the near set, which must not be separable)."""
-    for cfg in (TrainConfig(), preset("seed_study")):
+    and with the open-set study's eight (then the held-out classes are the near set, which must not be separable)."""
+    for cfg in (TrainConfig(), preset("open_set")):
         best = pixel_stats.best(tidy.pixel_records(cfg)).query("metric == 'fpr95'").set_index("ood_set")["value"]
         near = benchmark.sets_of("near") if cfg.held_out else ()
         for name in [*near, *benchmark.sets_of("far"), *benchmark.sets_of("separable")]:

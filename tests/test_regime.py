@@ -143,7 +143,8 @@ def test_the_status_rows_of_the_regime():
     assert paper._growth_row(unfit, "s", family=1)[-1].startswith("not measured")
 
 
-@pytest.mark.parametrize("name", ["ood_results", "scoring_functions", "reproduction_status", "tau_ablation"])
+@pytest.mark.parametrize("name", ["ood_results", "scoring_functions", "reproduction_status", "tau_ablation",
+                                  "calibration"])
 def test_the_chapters_that_state_verdicts_share_the_seed_study(name):
     """They must agree to share their runs; and a page of a dozen Holm-corrected verdicts needs >= 9 seeds."""
     import papermill as pm
@@ -153,6 +154,8 @@ def test_the_chapters_that_state_verdicts_share_the_seed_study(name):
 
     defaults = {k: eval(v["default"]) for k, v in pm.inspect_notebook(REPO / "nbs" / f"{name}.ipynb").items()}
     for key, value in PRESETS["seed_study"].items():
-        assert (tuple(defaults[key]) if isinstance(value, tuple) else defaults[key]) == value, key
+        assert defaults[key] == value, key
+    if "open_set" in defaults:  # and the open-set study's classes
+        assert tuple(defaults["open_set"]) == PRESETS["open_set"]["held_out"]
     if name != "tau_ablation":  # the τ grid takes fewer seeds per τ
         assert defaults["seeds"] == SEED_STUDY_SEEDS >= 9

@@ -144,12 +144,15 @@ def test_reproduction_verdicts_follow_the_paired_corrected_rule(ce, ln, verdict)
 def test_the_near_ood_set_gets_its_own_status_row_counted_in_the_correction():
     n = 10
     accuracy = _metric_records({"ce": [0.90] * n, "logitnorm": [0.91] * n}, "accuracy", sets=[None])
-    ood = _metric_records({"ce": 0.70 + TEN, "logitnorm": 0.50 + TEN[::-1]}, "fpr95", sets=("held_out", "digits"))
-    status = paper.reproduction_status(accuracy, ood, _rays(1.0, 0.0), "s", "r")
-    near = status.iloc[0]
+    ood = _metric_records({"ce": 0.70 + TEN, "logitnorm": 0.50 + TEN[::-1]}, "fpr95")
+    open_set = _metric_records({"ce": 0.60 + TEN, "logitnorm": 0.60 + TEN[::-1]}, "fpr95", sets=("held_out", "digits"))
+    status = paper.reproduction_status(accuracy, ood, _rays(1.0, 0.0), "s", "r",
+                                       near={"ood": open_set, "scale": "open set"})
+    near, far = status.iloc[0], status.iloc[1]
     assert near.name.endswith("near OOD (classes held out of training)") and "held-out classes" in near["ours"]
-    assert f"p = {4 * 2 / 1024:.2g}" in near["verdict"]  # four verdicts now: Holm multiplies 2/2^10 by 4
-    assert "held_out" not in status.iloc[1]["ours"]  # the far average is over the far sets only
+    assert near["scale"] == "open set" and near["verdict"].startswith("no detectable difference")
+    assert far["verdict"].startswith("reproduced in direction") and f"p = {4 * 2 / 1024:.2g}" in far["verdict"]
+    assert "60.5% (CE)" not in far["ours"]  # the far row is the seed study's, not the open-set study's
 
 
 def test_benchmark_averages_are_per_seed_and_leave_out_separable_sets():
