@@ -38,7 +38,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def jupyterlab(tmp_path_factory):
-    """JupyterLab serving a folder with the student's attempt at Lab 1; yields (base URL, notebook name)."""
+    """JupyterLab serving a folder with the student's attempt at Lab 1; yields (base URL, Chromium, server log)."""
     chromium = os.environ.get("LNLIB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     _require(chromium is not None, "no Chromium: apt-get install chromium")
     tmp = tmp_path_factory.mktemp("jupyterlab")
@@ -65,37 +65,51 @@ def jupyterlab(tmp_path_factory):
                 time.sleep(0.5)
         else:
             pytest.fail("JupyterLab did not start: " + (tmp / "server.log").read_text()[-2000:])
-        yield base, chromium
+        yield base, chromium, tmp / "server.log"
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
 def test_a_student_lab_runs_in_jupyterlab_and_shows_the_checks_feedback(jupyterlab):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
-    base, chromium = jupyterlab
+    base, chromium, server_log = jupyterlab
+    SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        refused = refuse_all_but(page, (base, "data:", "blob:", "ws://127.0.0.1"))
-        page.goto(f"{base}/lab/tree/{LAB1}.ipynb?token={TOKEN}")
-        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-        page.locator(".lm-MenuBar-item", has_text=re.compile("^Run$")).click()
-        page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
-        # Run All imports torch and lnlib in a fresh kernel: on a loaded 2-core CI machine that once took over 60 s
-        feedback = page.wait_for_selector(".jp-OutputArea-output:has-text('the sum over the 5 samples')",
-                                          timeout=180_000)
-        page.wait_for_selector(".jp-OutputArea-output:has-text('largest confidence it trains towards')",
-                               timeout=180_000)  # the last cell ran: nothing stopped "Run All"
-        text = page.inner_text(".jp-Notebook")
-        feedback.scroll_into_view_if_needed()
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / "jupyterlab-lab1.png"))
+        try:
+            text = _run_all_and_read(page, base)
+        except PlaywrightTimeout as e:  # say what the page and the server showed: a CI log is all there is
+            page.screenshot(path=str(SHOTS / "jupyterlab-lab1-failed.png"))
+            pytest.fail(f"{e}\n--- the page ---\n{page.inner_text('body')[-3000:]}"
+                        f"\n--- the server log ---\n{server_log.read_text()[-3000:]}")
         browser.close()
     assert "✗ logit_norm_loss, case 1 (5 samples, 10 classes, tau = 1)" in text
     assert "logit_norm_loss: 1 of 4 cases pass." in text
     assert "✓ logit_norm_loss (one sample, 3 classes, tau = 0.5)" in text  # a graded cell, as a student sees it
     assert "Traceback" not in text and "Error" not in text
+
+
+def _run_all_and_read(page, base: str) -> str:
+    """Open Lab 1, "Run All Cells" from the Run menu, wait for the last cell's output; the notebook's text."""
+    refused = refuse_all_but(page, (base, "data:", "blob:", "ws://127.0.0.1"))
+    page.goto(f"{base}/lab/tree/{LAB1}.ipynb?token={TOKEN}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    # The notebook's execution indicator reads "idle" before any kernel exists (its default state), and "Run
+    # All" clicked before the kernel is connected runs nothing: wait for the status bar to show the kernel idle.
+    page.wait_for_selector(".jp-StatusBar-Widget :text-matches('\\| Idle$')", timeout=120_000)
+    page.locator(".lm-MenuBar-item", has_text=re.compile("^Run$")).click()
+    page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
+    # Run All imports torch and lnlib in a fresh kernel: on a loaded 2-core CI machine that once took over 60 s
+    feedback = page.wait_for_selector(".jp-OutputArea-output:has-text('the sum over the 5 samples')",
+                                      timeout=180_000)
+    page.wait_for_selector(".jp-OutputArea-output:has-text('largest confidence it trains towards')",
+                           timeout=180_000)  # the last cell ran: nothing stopped "Run All"
+    text = page.inner_text(".jp-Notebook")
+    feedback.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "jupyterlab-lab1.png"))
     assert not [u for u in refused if "127.0.0.1" in u], refused
+    return text
