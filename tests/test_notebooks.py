@@ -99,7 +99,7 @@ EXPECTED = {  # notebook -> (extra parameters, words its output must contain, fi
                       ["toy_confidence.png", "toy_regions.png", "alpha_curves.png", "normalized_curves.png",
                        "table2.csv", "bridge.csv", "detection_records.csv"]),
     "paper_regime": ({"seeds": 1, "milestones": [1], "train_subset": 1000},
-                     ["FPR95 ↓", "AUROC ↑", "fitted", "far average", "synthetic average", "book: "],
+                     ["FPR95 ↓", "AUROC ↑", "fitted", "far average", "synthetic average", "seed study: "],
                      ["fitting.png", "ood_along_training.svg", "along_training.csv", "final_records.csv",
                       "growth_after_fit.csv", "stage_changes.csv"]),
     "reproduction_status": ({"seeds": 1, "regime_seeds": 1, "n_rays": 20},
@@ -142,19 +142,20 @@ def test_chapter_notebooks_run_quick(tmp_path, shared_runs, fashion_mnist_availa
     analysis = max((runs.parent / "analysis").glob(f"{name}-quick-*"), key=lambda p: p.stat().st_mtime)
     for file in files:
         assert (analysis / file).exists(), file
-    # (the chapters of the seed study share its runs instead: tests/test_regime.py checks their parameters)
-    if executed_here and name not in SEED_STUDY_CHAPTERS:  # (data/runs also holds the book's other quick runs)
-        # CE and LogitNorm at seed 0 of the chapters' config (QUICK) are trained once for every chapter (the
-        # others add their own runs; the paper-regime chapter adds the book's 12-epoch recipe beside its own)
-        from lnlib import TrainConfig
+    from lnlib import TrainConfig, preset
 
+    if executed_here and name == "paper_regime":  # its comparison runs are the seed study's, as in the full book
+        study = preset("seed_study", quick=True).loss_comparison(parameters["seeds"])
+        assert all(Run.for_config(c, runs).is_complete() for c in study)
+    # (the chapters of the seed study share its runs instead: tests/test_regime.py checks their parameters)
+    elif executed_here and name not in SEED_STUDY_CHAPTERS:  # (data/runs also holds the book's other quick runs)
+        # CE and LogitNorm at seed 0 of the chapters' config (QUICK) are trained once for every chapter (the
+        # others add their own runs)
         seed0 = [p for p in runs.iterdir() if "-ce-s0-" in p.name or "-logitnorm0.04-s0-" in p.name]
         shared = [p.name for p in seed0 if Run(p).config.epochs == QUICK["epochs"]]
         assert len(shared) == 2, shared
         book = {Run.for_config(c, runs).path.name for c in TrainConfig(quick=True).loss_comparison(1)}
         assert {p.name for p in seed0} - set(shared) <= book, seed0  # nothing else but the book recipe's
-        if name == "paper_regime":  # its comparison runs are the book recipe's, as in the full book
-            assert all(Run(runs / n).is_complete() for n in book)
 
 
 @pytest.mark.parametrize("name", COMPARISONS)
