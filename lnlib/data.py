@@ -305,8 +305,8 @@ def run_splits(dataset: str, val_size: int, held_out=()) -> dict[str, ImageSet]:
     splits = dict(zip(("train", "val"), split_train_val(ids["train"], val_size), strict=True), test=ids["test"])
     if not held_out:
         return splits
-    kept = {name: split_classes(s, held_out)[0] for name, s in splits.items()}
-    return {**kept, NEAR_OOD: split_classes(ids["test"], held_out)[1]}
+    parts = {name: split_classes(s, held_out) for name, s in splits.items()}  # name -> (kept, held)
+    return {**{name: kept for name, (kept, _) in parts.items()}, NEAR_OOD: parts["test"][1]}
 
 
 # --------------------------------------------------------------------------------------------- OOD sets

@@ -81,11 +81,16 @@ def ood_sets(cfg: TrainConfig) -> list[str]:
     offline set; for CIFAR ID sets the six full-scale sets of the LogitNorm paper's Table 1
     (:mod:`lnlib.paper_sets`, fetched once), used whole; for Fashion-MNIST, MNIST and KMNIST wherever
     ``make data SETS="mnist kmnist"`` has fetched them (they need internet once)."""
-    near = [NEAR_OOD] if cfg.held_out else []
+    near = near_sets(cfg)
     if cfg.dataset in CIFAR:
         return [*near, *OOD_SETS, *TABLE1_SETS]
     fetched = [n for n in FASHION_MNIST_SETS if paper_sets.available(n)] if cfg.dataset == "fashion_mnist" else []
     return [*near, *OOD_SETS, *fetched]
+
+
+def near_sets(cfg: TrainConfig) -> list[str]:
+    """The near-OOD set :data:`~lnlib.data.NEAR_OOD` where ``cfg`` holds classes out of training, else none."""
+    return [NEAR_OOD] if cfg.held_out else []
 
 
 def default_sets(cfg: TrainConfig) -> list[str]:
@@ -110,7 +115,7 @@ def evaluation_sets(cfg: TrainConfig, names=None) -> dict[str, ImageSet]:
     """The images of ``names`` (default :func:`default_sets`), as subsets of ``QUICK_EVAL_SIZE`` when quick. The ID
     sets lack the run's held-out classes, whose test images are the set ``held_out``."""
     names = default_sets(cfg) if names is None else list(names)
-    known = [*ID_KEYS, *([NEAR_OOD] if cfg.held_out else []), *OOD_SETS, *VALIDATION_OOD_SETS, *PAPER_OOD_SETS]
+    known = [*ID_KEYS, *near_sets(cfg), *OOD_SETS, *VALIDATION_OOD_SETS, *PAPER_OOD_SETS]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"unknown evaluation sets {unknown}; choose from {known}")

@@ -80,16 +80,16 @@ def validation_records(runs, positive: str = "id", device="auto") -> pd.DataFram
 PIXEL_REFERENCE = 10_000  # ID training images that the ``typical`` pixel scores compare with
 
 
-def pixel_records(cfg: TrainConfig, positive: str = "id") -> pd.DataFrame:
+def pixel_records(cfg: TrainConfig, positive: str = "id", names=None) -> pd.DataFrame:
     """The pixel baseline's raw numbers: one row per (pixel statistic, form, OOD set, metric), no network.
 
     Scores the very images a run of ``cfg`` is evaluated on (:func:`lnlib.evaluate.evaluation_sets`: the ID test
-    set against every OOD set) with each statistic and form of :mod:`lnlib.pixel_stats`, the ``typical`` form
-    against a fixed subset of the training images. Columns: ``statistic, form, ood_set, n_id, n_ood, metric,
+    set against the OOD sets ``names``, default every one of the run's) with each statistic and form of
+    :mod:`lnlib.pixel_stats`, the ``typical`` form against a fixed subset of the training images. Columns: ``statistic, form, ood_set, n_id, n_ood, metric,
     value``; :func:`lnlib.pixel_stats.best` picks the baseline from them.
     """
     metrics.check_positive(positive)
-    sets = evaluation_sets(cfg, [ID_TEST, *ood_sets(cfg)])
+    sets = evaluation_sets(cfg, [ID_TEST, *(ood_sets(cfg) if names is None else names)])
     train = run_splits(cfg.dataset, cfg.val_size, cfg.held_out)["train"]
     reference = train.subset(PIXEL_REFERENCE).images
     rows = []

@@ -78,6 +78,10 @@ def test_uniform_noise_is_separated_by_its_dark_share(fashion_mnist_available):
     records = tidy.pixel_records(TrainConfig(quick=True))
     best = pixel_stats.best(records).query("metric == 'fpr95'").set_index("ood_set")
     assert best.loc["uniform_noise", "value"] == 0.0 and best.loc["uniform_noise", "statistic"] == "dark_share"
+    # names: only those sets, with the same numbers
+    alone = tidy.pixel_records(TrainConfig(quick=True), names=["uniform_noise"])
+    assert set(alone["ood_set"]) == {"uniform_noise"}
+    pd.testing.assert_frame_equal(alone, records.query("ood_set == 'uniform_noise'").reset_index(drop=True))
 
 
 def test_the_benchmark_kinds_match_the_pixel_baseline(fashion_mnist_available):
