@@ -85,8 +85,8 @@ def pixel_records(cfg: TrainConfig, positive: str = "id", names=None) -> pd.Data
 
     Scores the very images a run of ``cfg`` is evaluated on (:func:`lnlib.evaluate.evaluation_sets`: the ID test
     set against the OOD sets ``names``, default every one of the run's) with each statistic and form of
-    :mod:`lnlib.pixel_stats`, the ``typical`` form against a fixed subset of the training images. Columns: ``statistic, form, ood_set, n_id, n_ood, metric,
-    value``; :func:`lnlib.pixel_stats.best` picks the baseline from them.
+    :mod:`lnlib.pixel_stats`, the ``typical`` form against a fixed subset of the training images. Columns:
+    ``statistic, form, ood_set, n_id, n_ood, metric, value``; :func:`lnlib.pixel_stats.best` picks the baseline.
     """
     metrics.check_positive(positive)
     sets = evaluation_sets(cfg, [ID_TEST, *(ood_sets(cfg) if names is None else names)])
