@@ -45,6 +45,7 @@ def threads(n: int):
         torch.set_num_threads(before)
 
 
-def other_thread_count() -> int:
-    """A CPU thread count other than torch's current one: 1, or 2 where torch already uses one thread."""
-    return 2 if torch.get_num_threads() == 1 else 1
+def other_thread_count(than: int | None = None) -> int:
+    """A CPU thread count other than ``than`` (default: torch's current count): 1, or 2 where ``than`` is 1."""
+    than = torch.get_num_threads() if than is None else than
+    return 2 if than == 1 else 1

@@ -61,6 +61,17 @@ def git_commit() -> str | None:
         return None
 
 
+def threads_used(runs) -> int:
+    """The one CPU thread count ``runs`` were trained with; ``ValueError`` naming each run's count where they
+    differ (runs cached by different sessions), since a comparison between them would mix in the thread count."""
+    counts = {run.path.name: run.threads for run in runs}
+    if len(set(counts.values())) != 1:
+        raise ValueError(f"these runs were trained with different CPU thread counts: {counts}; retrain the ones that "
+                         "differ (delete their folders) so that a comparison between them is not also one between "
+                         "thread counts")
+    return next(iter(counts.values()))
+
+
 def environment(device: torch.device) -> dict:
     """What produced a run: versions, device, threads, git commit, time (saved as env.json)."""
     import numpy
@@ -113,6 +124,12 @@ class Run:
     @property
     def env(self) -> dict:
         return json.loads((self.path / "env.json").read_text())
+
+    @property
+    def threads(self) -> int:
+        """The CPU threads torch used to train the run (``env.json``): not part of its config, yet on a CPU it can
+        change the result (another split of each sum, another rounding)."""
+        return int(self.env["cpu_threads"])
 
     @property
     def metrics(self) -> dict:

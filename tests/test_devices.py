@@ -57,3 +57,25 @@ def test_threads_sets_the_count_inside_the_block_only_and_refuses_bad_counts():
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match=rf"threads={bad!r} is not valid"), threads(bad):
             pass
+
+
+def test_other_thread_count_differs_from_the_count_given():
+    from lnlib.devices import other_thread_count
+
+    assert [other_thread_count(n) for n in (1, 2, 4)] == [2, 1, 1]
+
+
+def test_threads_used_names_each_run_where_the_counts_differ(tmp_path):
+    """A comparison between cached runs must not also be one between thread counts (env.json records it)."""
+    import json
+
+    from lnlib.runs import Run, threads_used
+
+    runs = []
+    for name, count in (("a", 2), ("b", 2), ("c", 1)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "env.json").write_text(json.dumps({"cpu_threads": count}))
+        runs.append(Run(tmp_path / name))
+    assert threads_used(runs[:2]) == 2
+    with pytest.raises(ValueError, match=r"different CPU thread counts: \{'a': 2, 'b': 2, 'c': 1\}"):
+        threads_used(runs)
