@@ -101,8 +101,11 @@ def _run_all_and_read(page, base: str) -> str:
     # The notebook's execution indicator reads "idle" before any kernel exists (its default state), and "Run
     # All" clicked before the kernel is connected runs nothing: wait for the status bar to show the kernel idle.
     page.wait_for_selector(".jp-StatusBar-Widget :text-matches('\\| Idle$')", timeout=120_000)
-    page.locator(".lm-MenuBar-item", has_text=re.compile("^Run$")).click()
-    page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
+    # "Kernel > Restart Kernel and Run All Cells", as a student whose kernel hangs would: twice in CI the first
+    # kernel showed "Idle" yet ran nothing that "Run > Run All Cells" sent (the server log: its event loop closed)
+    page.locator(".lm-MenuBar-item", has_text=re.compile("^Kernel$")).click()
+    page.locator(".lm-Menu-item", has_text="Restart Kernel and Run All Cells").first.click()
+    page.locator(".jp-Dialog-button", has_text="Restart").click()
     # Run All imports torch and lnlib in a fresh kernel: on a loaded 2-core CI machine that once took over 60 s
     feedback = page.wait_for_selector(".jp-OutputArea-output:has-text('the sum over the 5 samples')",
                                       timeout=180_000)
