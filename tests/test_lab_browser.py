@@ -94,7 +94,8 @@ def test_a_student_lab_runs_in_jupyterlab_and_shows_the_checks_feedback(jupyterl
 
 
 def _run_all_and_read(page, base: str) -> str:
-    """Open Lab 1, "Run All Cells" from the Run menu, wait for the last cell's output; the notebook's text."""
+    """Open Lab 1, "Restart Kernel and Run All Cells" from the Kernel menu, wait for the last cell's output; the
+    notebook's text."""
     refused = refuse_all_but(page, (base, "data:", "blob:", "ws://127.0.0.1"))
     page.goto(f"{base}/lab/tree/{LAB1}.ipynb?token={TOKEN}")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
