@@ -384,16 +384,20 @@ PRESETS["paper_regime"] = dict(train_subset=4000, augment=False, epochs=60, sche
                                milestones=(24, 42), weight_decay=5e-4, ood_every=3)
 
 # The seed study behind the book's verdicts (the OOD-results, scoring-functions and status chapters): the book's
-# recipe on a fixed 10,000-image subset for 8 epochs (the labs' runs), about a minute a run on two CPU cores, so
-# that each loss gets the 10 seeds a corrected paired test needs (2/2^n must fall below 0.05 over a page's
-# dozen verdicts: n >= 9). The 12-epoch, 55,000-image runs cost 2-3 minutes each.
+# recipe on a fixed 10,000-image subset for 8 epochs (the labs' runs), under a minute a run on two CPU cores, so
+# that each loss gets the seeds a corrected paired test needs. An exact sign-flip p cannot fall below 2/2^n, and
+# Holm multiplies the smallest p by the page's number of verdicts (16): 0.002 x 16 = 0.03 at n = 10, so only a
+# difference that every seed shows passes, and a change of CPU thread count moved the headline verdict across
+# that line. Hence 20 for the headline pages (OOD results, status); the scoring and calibration chapters, with
+# fewer verdicts each, read the first 10 of them. The 12-epoch, 55,000-image runs cost 2-3 minutes each.
 PRESETS["seed_study"] = dict(train_subset=10_000, epochs=8)
 # The open-set study behind the near-OOD verdict: the seed study's recipe with two classes held out of training,
 # the last two by index (Bag, Ankle boot: a rule fixed before any run was made, not a choice made on results); their
 # test images are the near-OOD set 'held_out'. Its own runs: the headline verdicts stay on all ten classes, as the
 # paper trains on every class of its ID set.
 PRESETS["open_set"] = dict(PRESETS["seed_study"], held_out=(8, 9))
-SEED_STUDY_SEEDS = 10
+SEED_STUDY_SEEDS = 20  # per loss, for the OOD-results and status pages
+SECONDARY_SEEDS = 10  # per loss: the open-set study (its own runs), and the scoring and calibration chapters
 
 
 def check_counts(minimum: int = 1, **counts) -> None:

@@ -50,7 +50,10 @@ from lnlib.losses import confidence_logits, make_loss, max_log_confidence
 from lnlib.models import build_model
 from lnlib.runs import Run, environment
 
-PROBE_SIZE = 10_000  # training images on which the per-epoch logit statistics are measured
+# Training images on which the per-epoch statistics (clean accuracy, ‖f‖, MSP) are measured: all of the paper
+# regime's 4,000, and enough for a mean whose standard error is far below the seed-to-seed spread. Every epoch
+# also measures the 10,000 ID test images, so a probe of 10,000 made measuring cost about 40% of a seed-study epoch.
+PROBE_SIZE = 4_000
 
 
 def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, log=print) -> Run:

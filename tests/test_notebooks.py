@@ -82,9 +82,10 @@ EXPECTED = {  # notebook -> (extra parameters, words its output must contain, fi
                           ["norm_growth.png", "norm_by_correctness.svg", "summary.csv"]),
     "confidence_histograms": ({}, ["mean max confidence (%)", "MSP AUROC (%)"],
                               ["msp_histograms.png", "norm_histograms.png", "mmc.csv"]),
-    "ood_results": ({"seeds": 1}, ["pixel baseline", "far average", "synthetic average", "letters", "scripts",
-                                   "p, Holm over 16", "no verdict possible", "94.50%", "Accuracy ↑", "held_out",
-                                   "held-out classes", "The open-set study"],
+    "ood_results": ({"seeds": 1, "open_seeds": 1},
+                    ["pixel baseline", "far average", "synthetic average", "letters", "scripts", "p, Holm over 16",
+                     "no verdict possible", "94.50%", "Accuracy ↑", "held_out", "held-out classes",
+                     "The open-set study"],
                     ["records.csv", "pixel_records.csv", "ood_sets.csv", "fpr95_paired.csv", "fpr95_per_seed.png",
                      "fpr95_sensitivity.csv", "open_set_paired.csv", "open_set_records.csv"]),
     "scoring_functions": ({"seeds": 1}, ["GradNorm", "ODIN", "Energy", "MaxLogit", "Normalised conf.", "far average"],
@@ -102,7 +103,7 @@ EXPECTED = {  # notebook -> (extra parameters, words its output must contain, fi
                      ["FPR95 ↓", "AUROC ↑", "fitted", "far average", "synthetic average", "seed study: "],
                      ["fitting.png", "ood_along_training.svg", "along_training.csv", "final_records.csv",
                       "growth_after_fit.csv", "stage_changes.csv"]),
-    "reproduction_status": ({"seeds": 1, "regime_seeds": 1, "n_rays": 20},
+    "reproduction_status": ({"seeds": 1, "open_seeds": 1, "regime_seeds": 1, "n_rays": 20},
                             ["verdict", "not run", "Theorem 3.1", "near OOD", "far OOD sets", "training set fitted",
                              "no verdict possible"], ["status.csv"]),
 }
@@ -179,9 +180,14 @@ def test_fpr95_convention_parameter_is_checked(tmp_path, runs_root, name):
         _run(tmp_path, REPO / "nbs" / f"{name}.ipynb", positive="x")
 
 
-def test_ood_protocol_parameter_is_checked(tmp_path, runs_root):
-    with pytest.raises(pm.PapermillExecutionError, match="protocol='paper'"):
-        _run(tmp_path, REPO / "nbs" / "ood_results.ipynb", protocol="paper")
+@pytest.mark.parametrize("name, parameter, value, words", [
+    ("ood_results", "protocol", "paper", "protocol='paper'"),
+    ("ood_results", "open_seeds", 0, "open_seeds=0 is not valid"),
+    ("reproduction_status", "open_seeds", 2.5, "open_seeds=2.5 is not valid"),
+])
+def test_ood_study_parameters_are_checked(tmp_path, runs_root, name, parameter, value, words):
+    with pytest.raises(pm.PapermillExecutionError, match=words):
+        _run(tmp_path, REPO / "nbs" / f"{name}.ipynb", **{parameter: value})
     assert not runs_root.exists()
 
 
