@@ -139,6 +139,42 @@ def per_seed_strips(records, rows: list[str], methods: list[str], baseline=None,
     return fig
 
 
+def norm_vs_msp(records, methods: list[str], kinds: dict, labels=None, title: str | None = None) -> plt.Figure:
+    """Two panels, one dot per run and OOD set, one colour per method (loss), one marker per kind of set.
+
+    Left: the OOD set's median logit norm over the ID test images' (log scale; below 1: the OOD images get smaller
+    logits) against MSP's FPR95. Right: FPR95 of the logit norm used as the score against MSP's; on the diagonal
+    MSP detects exactly as well as the norm alone. ``records``: :func:`lnlib.ranking.norm_records` (fractions);
+    ``kinds``: OOD set -> kind (:func:`lnlib.benchmark.kind_of`).
+    """
+    labels = labels or {}
+    wide = records.pivot_table(index=["loss", "seed", "ood_set"], columns="metric", values="value").reset_index()
+    markers = dict(zip(dict.fromkeys(kinds.values()), "osD^v", strict=False))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
+    for j, method in enumerate(methods):
+        for kind, marker in markers.items():
+            part = wide[(wide["loss"] == method) & (wide["ood_set"].map(kinds) == kind)]
+            style = dict(s=18, color=PALETTE[j], marker=marker, alpha=0.7)
+            axes[0].scatter(part["norm_ratio"], 100 * part["fpr95_msp"], **style)
+            axes[1].scatter(100 * part["fpr95_norm"], 100 * part["fpr95_msp"], **style)
+    axes[0].set_xscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}")  # 0.6, not 6×10⁻¹
+    axes[0].xaxis.set_major_formatter(plain)
+    axes[0].xaxis.set_minor_formatter(plain)
+    axes[0].axvline(1.0, color="grey", lw=1, ls=":")
+    axes[0].set(xlabel="median ‖f‖ of the OOD images / of the ID test images", ylabel="MSP FPR95 (%)")
+    axes[1].plot([0, 100], [0, 100], color="grey", lw=1, ls=":")
+    axes[1].set(xlabel="FPR95 of the logit norm ‖f‖ as the score (%)", ylabel="MSP FPR95 (%)")
+    handles = [matplotlib.lines.Line2D([], [], ls="", marker="o", color=PALETTE[j], label=labels.get(m, m))
+               for j, m in enumerate(methods)]
+    handles += [matplotlib.lines.Line2D([], [], ls="", marker=mk, color="grey", label=f"{kind} sets")
+                for kind, mk in markers.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
 def norm_growth(histories: dict, ood_name: str = "OOD", title: str | None = None) -> plt.Figure:
     """Logit norm and confidence over training, one column per run (e.g. cross-entropy, LogitNorm).
 

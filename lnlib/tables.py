@@ -94,19 +94,19 @@ VERDICT_WORDS = {"lower": "LogitNorm lower", "higher": "LogitNorm higher", "none
 
 
 def paired_table(comparison: pd.DataFrame, by: str, labels=("CE", "LogitNorm"), baseline: pd.Series | None = None,
-                 scale: float = 100.0) -> pd.DataFrame:
+                 scale: float = 100.0, decimals: int = 1) -> pd.DataFrame:
     """:func:`lnlib.stats.compare` output (``a`` = LogitNorm, ``b`` = CE) as a display table, one row per ``by``:
     both means, the paired difference with its interval, the raw and the Holm-corrected p, and the verdict in one
     word. ``baseline``: an optional first column (e.g. the pixel baseline), indexed like ``by``. Percent points
-    when ``scale`` is 100."""
+    when ``scale`` is 100; ``decimals`` digits after the point."""
     c = comparison.set_index(by)
     table = pd.DataFrame(index=c.index)
     if baseline is not None:
         table["pixel baseline"] = (scale * baseline.reindex(c.index)).round(1)
-    table[labels[0]] = (scale * c["mean_b"]).round(1)
-    table[labels[1]] = (scale * c["mean_a"]).round(1)
+    table[labels[0]] = (scale * c["mean_b"]).round(decimals)
+    table[labels[1]] = (scale * c["mean_a"]).round(decimals)
     table[f"{labels[1]} − {labels[0]} [{100 * c['level'].iloc[0]:.0f}% interval]"] = [
-        f"{scale * d:+.1f} [{scale * lo:+.1f}, {scale * hi:+.1f}]"
+        f"{scale * d:+.{decimals}f} [{scale * lo:+.{decimals}f}, {scale * hi:+.{decimals}f}]"
         for d, lo, hi in zip(c["difference"], c["ci_low"], c["ci_high"], strict=True)]
     table["p"] = c["p"].map(lambda p: f"{p:.2g}")
     table[f"p, Holm over {c['m'].iloc[0]}"] = c["p_holm"].map(lambda p: f"{p:.2g}")

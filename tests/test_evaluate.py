@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import tiny_cfg
 
-from lnlib import calibration, data, evaluate, metrics, scores, tidy
+from lnlib import calibration, data, evaluate, metrics, ranking, scores, tidy
 from lnlib.data import ID_SETS, NEAR_OOD, OOD_SETS, load_id, split_train_val, to_device
 from lnlib.evaluate import ID_TEST, ID_VAL
 from lnlib.runs import Run
@@ -70,6 +70,15 @@ def test_ood_records_and_the_convention_flag(run):
     assert (official["n_ood"] == 200).all()  # quick run: 1000 ID test images // 5
     assert "every OOD image scored once" in evaluate.convention()
     assert "len(ID test)//5" in evaluate.convention(protocol="official")
+
+
+def test_norm_records_on_a_trained_run_agree_with_the_ood_records(run):
+    norms = ranking.norm_records([run]).set_index(["ood_set", "metric"])["value"]
+    assert len(norms) == len(OOD_SETS) * len(ranking.NORM_METRICS)
+    assert norms.xs("rank_corr", level="metric").between(-1, 1).all()
+    assert (norms.xs("norm_ratio", level="metric") > 0).all()
+    msp = tidy.ood_records([run], ["msp"]).query("metric == 'fpr95'").set_index("ood_set")["value"]
+    assert np.allclose(norms.xs("fpr95_msp", level="metric").loc[msp.index], msp)  # the same MSP, the same FPR95
 
 
 def test_bad_requests_fail_before_any_work():

@@ -10,7 +10,7 @@ from lnlib.runs import Run
 
 NB = REPO / "nbs" / "train.ipynb"
 # chapters that take a number of seeds
-COMPARISONS = ["ood_results", "scoring_functions", "calibration", "tau_ablation", "paper_regime"]
+COMPARISONS = ["ood_results", "scoring_functions", "norm_ranking", "calibration", "tau_ablation", "paper_regime"]
 
 
 def _run(tmp_path, notebook=NB, **parameters):
@@ -90,6 +90,9 @@ EXPECTED = {  # notebook -> (extra parameters, words its output must contain, fi
                      "fpr95_sensitivity.csv", "open_set_paired.csv", "open_set_records.csv"]),
     "scoring_functions": ({"seeds": 1}, ["GradNorm", "ODIN", "Energy", "MaxLogit", "Normalised conf.", "far average"],
                           ["records.csv", "scores_bars.png", "fpr95_paired.csv"]),
+    "norm_ranking": ({"seeds": 1}, ["Spearman ρ", "‖f‖ alone", "far average", "synthetic average"],
+                     ["norm_records.csv", "rank_corr.png", "norm_vs_msp.png", "rank_corr_paired.csv",
+                      "norm_alone_paired.csv"]),
     "calibration": ({"seeds": 1}, ["ECE ↓", "validation split"],
                     ["records.csv", "reliability.png"]),
     "tau_ablation": ({"seeds": 1, "taus": [0.04, 0.3]}, ["cross-entropy", "FPR95 ↓, validation (symbols)"],
@@ -109,7 +112,8 @@ EXPECTED = {  # notebook -> (extra parameters, words its output must contain, fi
 }
 
 
-SEED_STUDY_CHAPTERS = ("ood_results", "scoring_functions", "tau_ablation", "reproduction_status", "calibration")
+SEED_STUDY_CHAPTERS = ("ood_results", "scoring_functions", "norm_ranking", "tau_ablation", "reproduction_status",
+                       "calibration")
 
 
 def _quick_book_output(name):
@@ -174,7 +178,7 @@ def test_comparison_notebooks_reject_bad_parameters_before_training(tmp_path, ru
     assert not runs_root.exists()
 
 
-@pytest.mark.parametrize("name", ["ood_results", "scoring_functions"])
+@pytest.mark.parametrize("name", ["ood_results", "scoring_functions", "norm_ranking"])
 def test_fpr95_convention_parameter_is_checked(tmp_path, runs_root, name):
     with pytest.raises(pm.PapermillExecutionError, match="positive='x'"):
         _run(tmp_path, REPO / "nbs" / f"{name}.ipynb", positive="x")
@@ -239,7 +243,7 @@ def test_run_it_yourself_rejects_an_unknown_case_before_timing(tmp_path, runs_ro
 
 
 @pytest.mark.parametrize("name, parameter, value", [
-    ("ood_results", "seed", 5), ("ood_results", "loss", "ce"), ("scoring_functions", "seed", 1),
+    ("ood_results", "seed", 5), ("ood_results", "loss", "ce"), ("scoring_functions", "seed", 1), ("norm_ranking", "loss", "ce"),
     ("calibration", "seed", 2), ("tau_ablation", "tau", 0.04), ("tau_ablation", "seed", 1),
     ("paper_regime", "loss", "ce"), ("reproduction_status", "seed", 3), ("logit_norm_growth", "loss", "ce"),
     ("confidence_histograms", "loss", "ce"), ("relu_far_away", "outlier", "acet"), ("relu_far_away", "loss", "ce"),

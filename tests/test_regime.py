@@ -143,8 +143,8 @@ def test_the_status_rows_of_the_regime():
     assert paper._growth_row(unfit, "s", family=1)[-1].startswith("not measured")
 
 
-@pytest.mark.parametrize("name", ["ood_results", "scoring_functions", "reproduction_status", "tau_ablation",
-                                  "calibration"])
+@pytest.mark.parametrize("name", ["ood_results", "scoring_functions", "norm_ranking", "reproduction_status",
+                                  "tau_ablation", "calibration"])
 def test_the_chapters_that_state_verdicts_share_the_seed_study(name):
     """They must agree to share their runs (a chapter with fewer seeds reads the first ones); and a page of a dozen
     Holm-corrected verdicts needs >= 9 seeds."""
