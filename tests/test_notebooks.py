@@ -243,7 +243,8 @@ def test_run_it_yourself_rejects_an_unknown_case_before_timing(tmp_path, runs_ro
 
 
 @pytest.mark.parametrize("name, parameter, value", [
-    ("ood_results", "seed", 5), ("ood_results", "loss", "ce"), ("scoring_functions", "seed", 1), ("norm_ranking", "loss", "ce"),
+    ("ood_results", "seed", 5), ("ood_results", "loss", "ce"), ("scoring_functions", "seed", 1),
+    ("norm_ranking", "loss", "ce"),
     ("calibration", "seed", 2), ("tau_ablation", "tau", 0.04), ("tau_ablation", "seed", 1),
     ("paper_regime", "loss", "ce"), ("reproduction_status", "seed", 3), ("logit_norm_growth", "loss", "ce"),
     ("confidence_histograms", "loss", "ce"), ("relu_far_away", "outlier", "acet"), ("relu_far_away", "loss", "ce"),
