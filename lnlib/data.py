@@ -4,7 +4,7 @@ Every set is an :class:`ImageSet` of ``uint8`` images shaped ``(N, C, H, W)`` an
 (``-1`` for OOD sets). Models see them only after :func:`to_device`, which moves them once and normalises
 them once with the ID set's mean and std (as the LogitNorm code does for every OOD set).
 
-Where data comes from (DESIGN.md, section 4):
+Where data comes from:
 
 * ``fashion_mnist`` — ``data/raw/FashionMNIST/raw`` (torchvision's layout), else Debian's
   ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``, copied and verified), else a

@@ -1,9 +1,11 @@
 """What the papers claim, as far as it could be checked: numbers with their setting, source and status.
 
-Every entry comes from ``shared/reference/logitnorm.md`` or ``hein.md``. The PDF of the LogitNorm paper could
-not be read when this was written, so **none of the paper's Table 1 numbers is here**: only what an abstract, the
-official repository or a GitHub thread states. ``status`` says which, and the book prints it beside every
-claim. Fill in the rest from the PDF (reference notes, section 5.5) and mark it verified.
+Every entry names, in ``source``, where a reader can check it: a paper's abstract (arXiv:2205.09310, Wei et al.;
+arXiv:1812.05720, Hein et al.), a file of an official repository (github.com/hongxin001/logitnorm_ood,
+github.com/max-andr/relu_networks_overconfident) or a GitHub thread. The PDF of the LogitNorm paper could not be
+read when this was written, so **none of the paper's Table 1 numbers is here**: only what its abstract, the
+official repository or a GitHub thread states. ``status`` says which, and the book prints it beside every claim.
+Whoever reads the paper itself (arXiv:2205.09310; PMLR volume 162, wei22d) can add its tables here, marked verified.
 """
 
 from __future__ import annotations
@@ -59,8 +61,9 @@ CLAIMS: tuple[Claim, ...] = (
           VERIFIED),
 )
 
-# Hein et al. (CVPR 2019), Table 2, read off the image of it in the official repository (images/, commit
-# ce2d3a1; reference notes section 6.3): 10,000 uniform random images per model, scaled by α.
+# Hein et al. (CVPR 2019), Table 2, read off the image of it and its caption that the authors put in their repository
+# (github.com/max-andr/relu_networks_overconfident, images/table_alpha_scaling.png, commit ce2d3a1): 10,000 uniform
+# random images per model, scaled by α.
 # MNIST: LeNet with Adam; SVHN, CIFAR-10/100: a ResNet-20-sized pre-activation ResNet; 100 epochs; ACET with
 # 40 PGD steps in an l_inf ball of 0.3.
 HEIN_TABLE2 = {

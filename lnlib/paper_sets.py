@@ -4,7 +4,7 @@
 recorded below, resumable, or placed in ``data/raw/`` by hand), reads it once and caches the images as
 uint8 ``(N, C, H, W)`` in ``data/cache/ood/<name>.pt``, the format of every other set.
 
-How each set becomes 32×32 (the official LogitNorm code, ``test.py``, as read in the reference notes):
+How each set becomes 32×32 (after the official LogitNorm code, github.com/hongxin001/logitnorm_ood, ``test.py``):
 
 =============  =======================================  =================================================
 key            images                                   to 32×32

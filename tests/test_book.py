@@ -207,3 +207,14 @@ def test_a_build_with_nothing_to_do_says_so_in_one_line(tmp_path, monkeypatch, c
                         "nothing to execute") and len(lines) == 2  # and the total with the timing file's path
     record = json.loads((tmp_path / "timings-quick.json").read_text())
     assert [c["status"] for c in record["chapters"]] == ["up to date"] * 2
+
+
+def test_the_book_and_the_package_cite_only_what_a_reader_can_open():
+    """The project's working notes (shared/reference/, DESIGN.md) are not in the repository nor in the rendered
+    book: a source cited from a chapter, a docstring or the README must be one a reader has (paper, repository file,
+    thread)."""
+    private = re.compile(r"shared/reference|reference notes|DESIGN\.md|(logitnorm|hein)\.md\b", re.I)
+    files = [*REPO.glob("lnlib/*.py"), *REPO.glob("nbs/*.ipynb"), *REPO.glob("nbs/labs/*.ipynb"),
+             *REPO.glob("nbs/labs/student/*.ipynb"), *REPO.glob("book/*.md"), REPO / "README.md", REPO / "_toc.yml"]
+    cited = [f"{p.relative_to(REPO)}: {m.group(0)!r}" for p in files for m in private.finditer(p.read_text())]
+    assert len(files) > 40 and not cited, cited
