@@ -71,7 +71,7 @@ labs: data
 	$(PY) -m lnlib.course students
 
 lab: labs
-	$(VENV)/bin/jupyter lab --notebook-dir=nbs/labs/student
+	$(VENV)/bin/jupyter lab --notebook-dir=nbs/labs/student --ZMQChannelsWebsocketConnection.kernel_ws_protocol=  # lnlib.course.LAB_FLAGS
 
 handout: venv
 	$(PY) -m lnlib.course handout

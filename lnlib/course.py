@@ -134,6 +134,12 @@ Run Lab 2 before Labs 3 and 4: it trains the two small networks they reuse (abou
 Hand in the notebooks `labs/<lab>.ipynb` as they are (keep their names).
 """
 
+# JupyterLab's flags for the labs: the kernel websocket in the plain JSON protocol. With the default binary one, a
+# message that arrives while jupyter_server's handler is between connections is parsed as the wrong protocol and
+# dropped ("struct.error: unpack requires a buffer" in the server log): a student's "Run All" then runs nothing, or a
+# restarted kernel stays "Starting". Seen twice under load, in the browser test (tests/test_lab_browser.py).
+LAB_FLAGS = ("--ZMQChannelsWebsocketConnection.kernel_ws_protocol=",)
+
 HANDOUT_MAKEFILE = """\
 # The labs' environment: `make lab` sets it up (once) and opens JupyterLab on labs/.
 VENV ?= .venv
@@ -154,7 +160,7 @@ data: $(VENV)/.installed
 \t$(PY) -m lnlib data fetch fashion_mnist
 
 lab: data
-\t$(VENV)/bin/jupyter lab --notebook-dir=labs
+\t$(VENV)/bin/jupyter lab --notebook-dir=labs --ZMQChannelsWebsocketConnection.kernel_ws_protocol=
 """
 
 

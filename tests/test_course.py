@@ -95,3 +95,8 @@ def test_every_lab_has_graded_cells_with_hidden_tests_after_each_exercise():
             mine = [c for c in graded if c.metadata["nbgrader"]["grade_id"].split("-")[0] == exercise]
             assert len(mine) >= 2, (lab, exercise)  # partial credit
             assert any("### BEGIN HIDDEN TESTS" in c.source for c in mine), (lab, exercise)
+
+
+def test_both_labs_makefiles_start_jupyterlab_with_the_labs_flags():
+    makefile = (REPO / "Makefile").read_text()
+    assert course.LAB_FLAGS and all(f in course.HANDOUT_MAKEFILE and f in makefile for f in course.LAB_FLAGS)

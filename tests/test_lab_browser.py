@@ -52,7 +52,7 @@ def jupyterlab(tmp_path_factory):
     env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         f"--ServerApp.token={TOKEN}", f"--ServerApp.root_dir={tmp / 'student'}", "--allow-root",
+         f"--ServerApp.token={TOKEN}", f"--ServerApp.root_dir={tmp / 'student'}", "--allow-root", *course.LAB_FLAGS,
          "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
         env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "w"))
     base = f"http://127.0.0.1:{port}"
