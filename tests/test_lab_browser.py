@@ -103,7 +103,8 @@ def _run_all_and_read(page, base: str) -> str:
     # All" clicked before the kernel is connected runs nothing: wait for the status bar to show the kernel idle.
     page.wait_for_selector(".jp-StatusBar-Widget :text-matches('\\| Idle$')", timeout=120_000)
     # "Kernel > Restart Kernel and Run All Cells", as a student whose kernel hangs would: twice in CI the first
-    # kernel showed "Idle" yet ran nothing that "Run > Run All Cells" sent (the server log: its event loop closed)
+    # kernel showed "Idle" yet ran nothing that "Run > Run All Cells" sent. The server had dropped the messages
+    # (struct.error: a binary frame parsed as the legacy protocol), which course.LAB_FLAGS now avoids.
     page.locator(".lm-MenuBar-item", has_text=re.compile("^Kernel$")).click()
     page.locator(".lm-Menu-item", has_text="Restart Kernel and Run All Cells").first.click()
     page.locator(".jp-Dialog-button", has_text="Restart").click()
