@@ -144,26 +144,57 @@ def _growth_row(growth: pd.DataFrame, scale: str, family: int) -> tuple:
             f"({ce['fit_epoch'].mean():.0f} on average) → {row['mean_a']:.2f} at the last", scale, words)
 
 
+def _weight_decay_row(scale: pd.DataFrame, where: str, family: int) -> tuple:
+    """The reading that weight decay keeps LogitNorm's raw norms small, against the weight-decay chapter's runs
+    (:func:`lnlib.ranking.scale_records`): LogitNorm's median ID test norm without minus with weight decay, paired
+    by seed; cross-entropy's norms beside it for scale."""
+    norms = scale.query("metric == 'id_norm'")
+    with_wd, without = norms["weight_decay"].max(), norms["weight_decay"].min()
+    row = compare(norms.query("loss == 'logitnorm'"), [], compare="weight_decay", a=without, b=with_wd,
+                  family=family).iloc[0]
+    ce = norms.query("loss == 'ce'").groupby("weight_decay")["value"].mean()
+    words = verdict_words(row, lower="the opposite, at this scale: smaller without weight decay",
+                          higher="holds in direction, at this scale: larger without weight decay", unit="", scale=1,
+                          digits=2)
+    return ("Weight decay keeps LogitNorm's logit norms small (its loss does not see the norm)",
+            f"not a claim of the paper (its recipe has weight decay {with_wd:g})",
+            f"LogitNorm's median ‖f‖ on ID test images {row['mean_b']:.2f} with weight decay {with_wd:g} → "
+            f"{row['mean_a']:.2f} without (cross-entropy: {ce[with_wd]:.2f} → {ce[without]:.2f})", where, words)
+
+
+def _ranking_row(norms: pd.DataFrame, where: str, family: int) -> tuple:
+    """The reading that LogitNorm's MSP is close to a norm detector, against the norm-ranking chapter's measure
+    (:func:`lnlib.ranking.norm_records`): Spearman's ρ between log-MSP and ‖f‖ on the far average, LogitNorm − CE."""
+    rho = with_benchmark_averages(norms.query("metric == 'rank_corr'")).query("ood_set == @FAR")
+    row = compare(rho, [], family=family).iloc[0]
+    words = verdict_words(row, lower="the opposite, at this scale: ρ lower under LogitNorm",
+                          higher="holds, at this scale: ρ higher under LogitNorm", unit="", scale=1, digits=2)
+    return ("LogitNorm's MSP follows the logit norm more closely than cross-entropy's", "not a claim of the paper",
+            f"Spearman ρ between log-MSP and ‖f‖, far average: {row['mean_b']:.2f} (CE) → {row['mean_a']:.2f} "
+            "(LogitNorm)", where, words)
+
+
 TESTED_ROWS = 3  # verdicts of the status page from the paired rule without the regime (FPR95 far, synthetic; accuracy)
 NEAR_ROWS = 1  # and with the open-set study (FPR95 on the classes it holds out)
-REGIME_ROWS = 3  # and with the regime (norm growth; FPR95 far, synthetic, training set fitted)
+MECHANISM_ROWS = 3  # and with the mechanism chapters (norm growth after fitting; weight decay; what MSP ranks by)
 
 
 def reproduction_status(accuracy: pd.DataFrame, ood: pd.DataFrame, rays: pd.DataFrame, scale: str,
-                        ray_scale: str, regime: dict | None = None, near: dict | None = None) -> pd.DataFrame:
+                        ray_scale: str, mechanism: dict | None = None, near: dict | None = None) -> pd.DataFrame:
     """Each claim of both papers: the paper's number with its status, ours, at ``scale`` (runs) or ``ray_scale``
     (rays), and a verdict computed from ours (never typed). Inputs are record frames of :mod:`lnlib.tidy`:
     ``accuracy`` and ``ood`` (MSP) for cross-entropy and LogitNorm runs over seeds, ``rays`` for a cross-entropy
-    run (the two sets of directions of :func:`lnlib.hein.ray_inputs`). ``regime``: the paper-regime chapter's
-    runs, ``{"growth": tidy.growth_after_fit(runs), "ood": tidy.ood_records(runs, ["msp"]), "scale": str}``,
-    which add three rows (norm growth after the training set is fitted, FPR95 on far sets and on noise).
+    run (the two sets of directions of :func:`lnlib.hein.ray_inputs`). ``mechanism``: three rows on why LogitNorm
+    helps, ``{"growth": tidy.growth_after_fit(runs)`` of the paper-regime chapter's cross-entropy runs with weight
+    decay, ``"scale": ranking.scale_records(runs)`` of the weight-decay chapter's, ``"ranking":
+    ranking.norm_records(runs)`` of the norm-ranking chapter's, ``"where": {key: scale}}`` (each row's setting).
     ``near``: the open-set study's runs (classes held out of training), ``{"ood": tidy.ood_records(runs, ["msp"]),
     "scale": str}``, which add a first row: FPR95 on the near-OOD set ``held_out``.
 
     Every comparison is the verdict rule of :mod:`lnlib.stats`: paired by seed, a bootstrap interval, an exact
     sign-flip test, Holm-corrected over all the comparisons of the page; a direction only where it holds.
     """
-    family = TESTED_ROWS + (NEAR_ROWS if near is not None else 0) + (REGIME_ROWS if regime is not None else 0)
+    family = TESTED_ROWS + (NEAR_ROWS if near is not None else 0) + (MECHANISM_ROWS if mechanism is not None else 0)
     ce_rays = rays.query("loss == 'ce'").groupby(["set", "metric"])["value"].mean()
     top = ce_rays.xs("unique_top_slope", level="metric")
     clipped = ce_rays[(UNIFORM_NOISE, "clipped_overconfident")]
@@ -187,10 +218,10 @@ def reproduction_status(accuracy: pd.DataFrame, ood: pd.DataFrame, rays: pd.Data
          f"{clipped:.1%} (cross-entropy, uniform noise)", ray_scale + "; the paper: MNIST, SVHN, CIFAR",
          "reproduced" if clipped > 0.9 else "not reproduced at this scale (other data and network)"),
     ]
-    if regime is not None:
+    if mechanism is not None:
         first = TESTED_ROWS + (near is not None)  # after the rows of the seed study
-        rows[first:first] = [_growth_row(regime["growth"], regime["scale"], family),
-                     _fpr_row(regime["ood"], FAR, "far OOD sets, training set fitted", regime["scale"], family),
-                     _fpr_row(regime["ood"], SYNTHETIC, "synthetic-noise OOD sets, training set fitted",
-                              regime["scale"], family)]
+        where = mechanism["where"]
+        rows[first:first] = [_growth_row(mechanism["growth"], where["growth"], family),
+                             _weight_decay_row(mechanism["scale"], where["scale"], family),
+                             _ranking_row(mechanism["ranking"], where["ranking"], family)]
     return pd.DataFrame(rows, columns=["claim", "paper", "ours", "scale", "verdict"]).set_index("claim")

@@ -49,7 +49,7 @@ def training_history(history, ood_name: str = "OOD", title: str | None = None) -
     for ax in (ax_loss, ax_acc, ax_norm):
         ax.xaxis.get_major_locator().set_params(integer=True)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, wrap=True)  # wrapped at the figure's edges, never clipped
     return fig
 
 
@@ -76,7 +76,7 @@ def reliability_diagrams(panels: dict, title: str | None = None) -> plt.Figure:
     handles, names = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncols=3)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, wrap=True)  # wrapped at the figure's edges, never clipped
     return fig
 
 
@@ -104,7 +104,7 @@ def grouped_bars(stats, metrics=("fpr95", "auroc"), labels=None, title: str | No
     handles, names = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside right upper")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, wrap=True)  # wrapped at the figure's edges, never clipped
     return fig
 
 
@@ -135,7 +135,41 @@ def per_seed_strips(records, rows: list[str], methods: list[str], baseline=None,
     ax.set(xlabel=metric_label)
     fig.legend(loc="outside lower center", ncols=len(methods) + (baseline is not None), frameon=False)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, wrap=True)  # wrapped at the figure's edges, never clipped
+    return fig
+
+
+def strips_by_metric(records, panels: dict, methods: list[str], ncols: int = 3, zero_line: bool = False,
+                     title: str | None = None) -> plt.Figure:
+    """One panel per metric, one row per method (e.g. a loss with and without weight decay), one dot per seed and
+    the mean as a bar: where each arm sits, seed by seed, on quantities of different units.
+
+    ``records``: columns ``method, metric, seed, value``; ``panels``: metric -> ``(x label, scale, log)``, the
+    values multiplied by ``scale`` (100 for percent), on a log axis where ``log``. ``zero_line``: a dotted line at
+    0, for values that are changes."""
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, (0.45 * len(methods) + 1.8) * nrows),
+                             sharey=True, squeeze=False, layout="constrained")
+    for ax, (metric, (xlabel, scale, log)) in zip(axes.flat, panels.items(), strict=False):
+        for i, method in enumerate(methods):
+            chosen = (records["metric"] == metric) & (records["method"] == method)
+            values = scale * records.loc[chosen, "value"].to_numpy()
+            jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(len(values))
+            ax.scatter(values, i + jitter, s=14, color=PALETTE[i], alpha=0.8)
+            if len(values):
+                ax.plot([values.mean()] * 2, [i - 0.25, i + 0.25], color=PALETTE[i], lw=2)
+        if zero_line:
+            ax.axvline(0, color="0.3", linestyle=":", linewidth=1.2)
+        ax.set(xlabel=xlabel, xscale="log" if log else "linear")
+        if log:  # plain numbers at every tick: a norm range of 5 to 15 has no power of ten to label
+            for axis in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+                axis(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.set_yticks(range(len(methods)), methods)
+    axes[0, 0].invert_yaxis()  # shared y: the first method on top in every panel
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, wrap=True)  # wrapped at the figure's edges, never clipped
     return fig
 
 
@@ -171,7 +205,7 @@ def norm_vs_msp(records, methods: list[str], kinds: dict, labels=None, title: st
                 for kind, mk in markers.items()]
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, wrap=True)  # wrapped at the figure's edges, never clipped
     return fig
 
 
@@ -185,9 +219,12 @@ def norm_growth(histories: dict, ood_name: str = "OOD", title: str | None = None
     fig, axes = plt.subplots(2, len(histories), figsize=(5.2 * len(histories), 6.4), sharex=True, squeeze=False,
                              layout="constrained")
     for (name, h), ax_norm, ax_conf in zip(histories.items(), axes[0], axes[1], strict=True):
-        for split, label in (("train", "ID train"), ("test", "ID test"), ("ood", ood_name)):
+        # ID train and ID test often coincide: train drawn dashed and thicker underneath, so both stay visible
+        for split, label, style in (("train", "ID train", dict(linestyle="--", linewidth=3, zorder=1)),
+                                    ("test", "ID test", dict(zorder=2)), ("ood", ood_name, dict(zorder=2))):
             color = SPLIT_COLORS[split]
-            ax_norm.plot(h["epoch"], h[f"{split}_norm_mean"], marker="o", markersize=3, color=color, label=label)
+            ax_norm.plot(h["epoch"], h[f"{split}_norm_mean"], marker="o", markersize=3, color=color, label=label,
+                         **style)
             ax_norm.fill_between(h["epoch"], h[f"{split}_norm_p10"], h[f"{split}_norm_p90"], color=color,
                                  alpha=0.2, linewidth=0)
         ax_norm.set(title=name, ylabel="‖f(x)‖₂ (mean, 10–90%)", ylim=(0, None))
@@ -204,7 +241,7 @@ def norm_growth(histories: dict, ood_name: str = "OOD", title: str | None = None
         handles, names = handles + h, names + n
     fig.legend(handles, names, loc="outside lower center", ncols=3, fontsize="small")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, wrap=True)  # wrapped at the figure's edges, never clipped
     return fig
 
 
@@ -243,7 +280,7 @@ def histogram_grid(grid: dict, xlabel: str, bins=40, value_range=None, colors=No
     for ax in axes[-1]:
         ax.set_xlabel(xlabel)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, wrap=True)  # wrapped at the figure's edges, never clipped
     return fig
 
 
@@ -302,7 +339,7 @@ def tau_ablation(stats, reference, metrics=("fpr95", "auroc", "accuracy"), theor
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     panels[0].legend(fontsize="small")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, wrap=True)  # wrapped at the figure's edges, never clipped
     return fig
 
 
@@ -336,7 +373,7 @@ def confidence_maps(maps: dict, data=None, data_box=(0.0, 1.0), vmin: float = 0.
                 ax.set_ylabel(row)
     fig.colorbar(image, ax=axes, shrink=0.6, label="confidence")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, wrap=True)  # wrapped at the figure's edges, never clipped
     return fig
 
 
@@ -353,7 +390,7 @@ def region_maps(panels: dict, data=None, seed: int = 0, title: str | None = None
         ax.grid(False)
         ax.set_title(f"{name}\n{len(np.unique(ids))} regions in view", fontsize="medium")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, wrap=True)  # wrapped at the figure's edges, never clipped
     return fig
 
 
@@ -377,7 +414,7 @@ def alpha_curves(panels: dict, ylabel: str, reference: dict | None = None, yscal
     axes[0, 0].set_ylabel(ylabel)
     axes[0, -1].legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))  # clear of the bands
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, wrap=True)  # wrapped at the figure's edges, never clipped
     return fig
 
 
@@ -415,7 +452,7 @@ def over_epochs(records, panels: dict, labels: dict | None = None, marks: dict |
                                                label="training set fitted (mean over seeds)"))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, wrap=True)  # wrapped at the figure's edges, never clipped
     return fig
 
 

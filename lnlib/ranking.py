@@ -15,6 +15,10 @@ two largest logits, a matter of direction, counts as much as the scale.
   smaller logits;
 * ``fpr95_msp`` and ``fpr95_norm`` — FPR95 of MSP, and of ``‖f‖₂`` used as the score itself (higher = more ID).
 
+:func:`scale_records` gathers, per run, what the raw scale ``‖f‖`` decides: the ID test images' median norm, the
+calibration before and after temperature scaling, and MSP's FPR95 and norm ratio on the benchmark's averages; the
+weight-decay chapter compares them with and without weight decay.
+
 Far from the data the norm is the wrong thing to rank by: along a ray ``αx`` a ReLU network's logits grow linearly
 in ``α`` (Hein et al., CVPR 2019, Sec. 3), so a norm detector calls far-away inputs more in-distribution than
 the training images (the far-away chapter).
@@ -28,7 +32,15 @@ from scipy.stats import spearmanr
 
 from lnlib import metrics, scores
 from lnlib.evaluate import ID_TEST, ood_sets, outputs
-from lnlib.tidy import run_columns
+from lnlib.tidy import (
+    FAR,
+    SYNTHETIC,
+    accuracy_records,
+    calibration_records,
+    ood_records,
+    run_columns,
+    with_benchmark_averages,
+)
 
 NORM_METRICS = ("rank_corr", "norm_ratio", "fpr95_msp", "fpr95_norm")
 
@@ -57,8 +69,8 @@ def norm_measures(id_logits, ood_logits, positive: str = "id") -> dict[str, floa
 
 
 def norm_records(runs, positive: str = "id", device="auto") -> pd.DataFrame:
-    """One row per (run, OOD set, measure) from the runs' cached logits: columns ``loss, method, tau, seed, run,
-    ood_set, metric, value`` with ``metric`` one of :data:`NORM_METRICS` (FPR95 a fraction, under ``positive``'s
+    """One row per (run, OOD set, measure) from the runs' cached logits: columns :func:`~lnlib.tidy.run_columns`,
+    ``ood_set, metric, value`` with ``metric`` one of :data:`NORM_METRICS` (FPR95 a fraction, under ``positive``'s
     convention)."""
     metrics.check_positive(positive)
     rows = []
@@ -77,3 +89,31 @@ def ratio_fpr_corr(records: pd.DataFrame) -> pd.Series:
     wide = records.pivot_table(index=["loss", "seed", "ood_set"], columns="metric", values="value").reset_index()
     return wide.groupby("loss", sort=False).apply(lambda g: rank_corr(g["norm_ratio"], g["fpr95_msp"]),
                                                  include_groups=False)
+
+
+SCALE_METRICS = ("accuracy", "id_norm", "ece", "ece_scaled", "temperature", "fpr95_far", "fpr95_synthetic",
+                 "norm_ratio_far", "norm_ratio_synthetic")
+
+
+def scale_records(runs, positive: str = "id", device="auto") -> pd.DataFrame:
+    """One row per (run, measure) of :data:`SCALE_METRICS`: test ``accuracy``; ``id_norm``, the median ``‖f‖₂`` of
+    the ID test images; ``ece`` of ``softmax(f)`` and ``ece_scaled`` of ``softmax(f/T)`` with ``temperature`` T
+    fitted on the validation split (:func:`lnlib.tidy.calibration_records`); MSP's ``fpr95`` (``positive``'s
+    convention) and the ``norm_ratio`` of :func:`norm_records`, each averaged over the far and over the synthetic
+    sets per run. Columns ``loss, method, tau, weight_decay, seed, run, metric, value``; fractions stay fractions."""
+    runs = list(runs)
+    rows = accuracy_records(runs)
+    rows = [rows] + [pd.DataFrame([{**run_columns(run), "metric": "id_norm", "value": float(np.median(
+        scores.logit_norm(outputs(run, [ID_TEST], device)[ID_TEST].logits)))} for run in runs])]
+    calibration = calibration_records(runs, device).query("metric in ('ece', 'temperature')")
+    rows.append(calibration.assign(metric=np.where((calibration["metric"] == "ece") & (calibration["stage"] == "after"),
+                                                   "ece_scaled", calibration["metric"])).drop(columns="stage"))
+    fpr = ood_records(runs, ["msp"], positive=positive, device=device).query("metric == 'fpr95'")
+    ratio = norm_records(runs, positive, device).query("metric == 'norm_ratio'")
+    for frame, name in ((fpr, "fpr95"), (ratio, "norm_ratio")):
+        averaged = with_benchmark_averages(frame)
+        averaged = averaged[averaged["ood_set"].isin([FAR, SYNTHETIC])]
+        rows.append(averaged.assign(metric=[f"{name}_{'far' if s == FAR else 'synthetic'}"
+                                            for s in averaged["ood_set"]]))
+    keep = [*run_columns(runs[0]), "metric", "value"] if runs else ["metric", "value"]
+    return pd.concat([r[keep] for r in rows], ignore_index=True)

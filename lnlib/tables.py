@@ -21,7 +21,9 @@ LABELS = {"fpr95": "FPR95 ↓", "auroc": "AUROC ↑", "aupr_in": "AUPR-In ↑", 
           "logitnorm+ceda": "LogitNorm + CEDA", "logitnorm+acet": "LogitNorm + ACET", "held_out": "held-out classes"}
 LABELS.update({name: score.label for name, score in SCORES.items()})
 LABELS.update({"val_fpr95": "FPR95 ↓, validation (symbols)", "val_accuracy": "Accuracy ↑, validation",
-               "fpr95_far": "FPR95 ↓, far sets (test)", "fpr95_synthetic": "FPR95 ↓, synthetic sets (test)"})
+               "fpr95_far": "FPR95 ↓, far sets (test)", "fpr95_synthetic": "FPR95 ↓, synthetic sets (test)",
+               "id_norm": "median ‖f‖₂, ID test", "ece_scaled": "ECE ↓, after temperature scaling",
+               "norm_ratio_far": "norm ratio, far sets", "norm_ratio_synthetic": "norm ratio, synthetic sets"})
 ARROWS = {k: LABELS[k] for k in ("fpr95", "auroc", "aupr_in", "aupr_out")}  # the OOD metrics, in order
 LOWER_IS_BETTER = {"fpr95", "ece", "nll", "val_fpr95", "fpr95_far", "fpr95_synthetic"}
 HIGHER_IS_BETTER = {"auroc", "aupr_in", "aupr_out", "accuracy", "val_accuracy"}
@@ -51,7 +53,8 @@ def style_percent(frame: pd.DataFrame, caption: str | None = None):
     return styler.set_caption(caption) if caption else styler
 
 
-RUN_KEYS = ("loss", "method", "tau", "seed", "run", "score", "metric")  # what identifies one number apart from its set
+# what identifies one number apart from its set
+RUN_KEYS = ("loss", "method", "tau", "weight_decay", "seed", "run", "score", "metric")
 
 
 def with_average(records: pd.DataFrame, over: str = "ood_set", name: str = "average") -> pd.DataFrame:
@@ -90,29 +93,45 @@ def _appearance_order(records: pd.DataFrame, columns: list[str]) -> list[tuple]:
     return [c for c in itertools.product(*(pd.unique(records[c]) for c in columns)) if c in present]
 
 
-VERDICT_WORDS = {"lower": "LogitNorm lower", "higher": "LogitNorm higher", "none": "no detectable difference"}
-
-
 def paired_table(comparison: pd.DataFrame, by: str, labels=("CE", "LogitNorm"), baseline: pd.Series | None = None,
-                 scale: float = 100.0, decimals: int = 1) -> pd.DataFrame:
+                 scale=100.0, decimals=1) -> pd.DataFrame:
     """:func:`lnlib.stats.compare` output (``a`` = LogitNorm, ``b`` = CE) as a display table, one row per ``by``:
     both means, the paired difference with its interval, the raw and the Holm-corrected p, and the verdict in one
     word. ``baseline``: an optional first column (e.g. the pixel baseline), indexed like ``by``. Percent points
-    when ``scale`` is 100; ``decimals`` digits after the point."""
+    when ``scale`` is 100; ``decimals`` digits after the point. Either may be a function of the row's ``by`` value,
+    for a table whose rows have different units (a norm beside an FPR95)."""
     c = comparison.set_index(by)
+    per_row = {k: ((scale(k) if callable(scale) else scale), (decimals(k) if callable(decimals) else decimals))
+               for k in c.index}
+    f = [per_row[k][0] for k in c.index]
+
+    def number(x, k, sign=""):
+        factor, digits = per_row[k]
+        return f"{factor * x:{sign}.{digits}f}"
+
     table = pd.DataFrame(index=c.index)
     if baseline is not None:
-        table["pixel baseline"] = (scale * baseline.reindex(c.index)).round(1)
-    table[labels[0]] = (scale * c["mean_b"]).round(decimals)
-    table[labels[1]] = (scale * c["mean_a"]).round(decimals)
-    table[f"{labels[1]} − {labels[0]} [{100 * c['level'].iloc[0]:.0f}% interval]"] = [
-        f"{scale * d:+.{decimals}f} [{scale * lo:+.{decimals}f}, {scale * hi:+.{decimals}f}]"
-        for d, lo, hi in zip(c["difference"], c["ci_low"], c["ci_high"], strict=True)]
+        table["pixel baseline"] = (baseline.reindex(c.index) * f).round(1)
+    table[labels[0]] = [number(x, k) for x, k in zip(c["mean_b"], c.index, strict=True)]
+    table[labels[1]] = [number(x, k) for x, k in zip(c["mean_a"], c.index, strict=True)]
+    level, m = (c["level"].iloc[0], c["m"].iloc[0]) if len(c) else (0.95, 0)  # no rows (nothing paired): headers
+    table[f"{labels[1]} − {labels[0]} [{100 * level:.0f}% interval]"] = [
+        f"{number(d, k, '+')} [{number(lo, k, '+')}, {number(hi, k, '+')}]"
+        for d, lo, hi, k in zip(c["difference"], c["ci_low"], c["ci_high"], c.index, strict=True)]
     table["p"] = c["p"].map(lambda p: f"{p:.2g}")
-    table[f"p, Holm over {c['m'].iloc[0]}"] = c["p_holm"].map(lambda p: f"{p:.2g}")
-    table["verdict"] = [VERDICT_WORDS[d] if d != "none" or np.isfinite(x) else "no verdict possible"
+    table[f"p, Holm over {m}"] = c["p_holm"].map(lambda p: f"{p:.2g}")
+    words = {"lower": f"{labels[1]} lower", "higher": f"{labels[1]} higher", "none": "no detectable difference"}
+    table["verdict"] = [words[d] if d != "none" or np.isfinite(x) else "no verdict possible"
                         for d, x in zip(c["direction"], c["detectable"], strict=True)]
     return table
+
+
+def by_weight_decay(records: pd.DataFrame) -> pd.DataFrame:
+    """``records`` with ``method`` naming the loss and its weight decay, e.g. ``CE, weight decay 0.0005`` or
+    ``LogitNorm, no weight decay``: the arms of the chapters that train one recipe with and without it."""
+    arm = [f"{LABELS.get(m, m)}, " + (f"weight decay {wd:g}" if wd else "no weight decay")
+           for m, wd in zip(records["method"], records["weight_decay"], strict=True)]
+    return records.assign(method=arm)
 
 
 def seed_spread(records: pd.DataFrame, by, scale: float = 100.0) -> pd.DataFrame:

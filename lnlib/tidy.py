@@ -1,7 +1,7 @@
 """Tidy record frames: one row per (run, ..., metric), the raw numbers behind every table and figure of the book.
 
-Every frame starts with the columns of :func:`run_columns` (``loss, method, tau, seed, run``) and ends with
-``metric, value``; tables (:mod:`lnlib.tables`) are views of them, and the chapters save them as CSV.
+Every frame starts with the columns of :func:`run_columns` (``loss, method, tau, weight_decay, seed, run``) and
+ends with ``metric, value``; tables (:mod:`lnlib.tables`) are views of them, and the chapters save them as CSV.
 
 - :func:`ood_records`, :func:`accuracy_records`, :func:`calibration_records`: from a run's cached outputs
   (:mod:`lnlib.evaluate`);
@@ -23,10 +23,11 @@ from lnlib.runs import Run
 
 
 def run_columns(run: Run) -> dict:
-    """The columns that identify a run in every record frame: loss, method, tau (NaN for CE), seed, run."""
+    """The columns that identify a run in every record frame: loss, method, tau (NaN for CE), weight_decay, seed,
+    run."""
     cfg = run.config
     return {"loss": cfg.loss, "method": cfg.method, "tau": cfg.tau if cfg.loss == "logitnorm" else np.nan,
-            "seed": cfg.seed, "run": run.path.name}
+            "weight_decay": cfg.weight_decay, "seed": cfg.seed, "run": run.path.name}
 
 
 def ood_records(runs, score_list=("msp",), params=None, positive: str = "id", device="auto",
@@ -34,7 +35,7 @@ def ood_records(runs, score_list=("msp",), params=None, positive: str = "id", de
     """One row per (run, score, OOD set, metric): the raw numbers behind every OOD table.
 
     ``params``: ``{score: {param: value}}`` overriding :data:`lnlib.scores.SCORES` defaults. Columns:
-    ``loss, method, tau, seed, run, score, ood_set, n_id, n_ood, metric, value`` with ``value`` a fraction in
+    :func:`run_columns`, ``score, ood_set, n_id, n_ood, metric, value`` with ``value`` a fraction in
     [0, 1]; metrics ``fpr95`` (under ``positive``'s convention), ``auroc``, ``aupr_in``, ``aupr_out``.
     ``protocol``: ``'all'`` OOD images (default) or the ``'official'`` code's sampling
     (:func:`lnlib.metrics.ood_metrics_protocol`); ``n_ood`` is the number scored per draw.
@@ -61,7 +62,7 @@ def ood_records(runs, score_list=("msp",), params=None, positive: str = "id", de
 def validation_records(runs, positive: str = "id", device="auto") -> pd.DataFrame:
     """What a hyperparameter may be chosen on: per run, MSP FPR95/AUROC of the ID *validation* images (never
     trained on) against each validation OOD set (:data:`lnlib.data.VALIDATION_OOD_SETS`), and the validation
-    accuracy. No test image is read. Columns ``loss, method, tau, seed, run, ood_set, metric, value`` with metrics
+    accuracy. No test image is read. Columns :func:`run_columns`, ``ood_set, metric, value`` with metrics
     ``val_fpr95``, ``val_auroc`` and ``val_accuracy`` (``ood_set`` empty), fractions."""
     metrics.check_positive(positive)
     rows = []
@@ -103,7 +104,7 @@ def pixel_records(cfg: TrainConfig, positive: str = "id", names=None) -> pd.Data
 
 
 def accuracy_records(runs) -> pd.DataFrame:
-    """One row per run: ``loss, method, tau, seed, run, metric='accuracy', value`` (ID test accuracy, a fraction)."""
+    """One row per run: :func:`run_columns`, ``metric='accuracy', value`` (ID test accuracy, a fraction)."""
     return pd.DataFrame([{**run_columns(run), "metric": "accuracy", "value": run.metrics["test_acc"]}
                          for run in runs])
 
@@ -111,7 +112,7 @@ def accuracy_records(runs) -> pd.DataFrame:
 def calibration_records(runs, device="auto") -> pd.DataFrame:
     """Temperature scaling per run: T fitted on the validation split, the test set measured before and after.
 
-    Columns ``loss, method, tau, seed, run, metric, stage, value``: metric in ece, nll, mmc, accuracy (fractions;
+    Columns :func:`run_columns`, ``metric, stage, value``: metric in ece, nll, mmc, accuracy (fractions;
     NLL in nats) with stage ``before`` (T = 1) or ``after`` (the fitted T), and ``temperature`` (stage
     ``after``: the fitted T).
     """
@@ -199,14 +200,16 @@ def fit_epoch(history: pd.DataFrame, level: float = FIT_LEVEL) -> float:
 
 
 def growth_after_fit(runs, metric: str = "train_norm_mean", level: float = FIT_LEVEL) -> pd.DataFrame:
-    """Per run: the epoch at which it fitted its training set (:func:`fit_epoch`), ``metric`` of its history
-    there (``at_fit``, NaN if it never fitted) and at the last epoch (``at_end``). Columns ``loss, method,
-    tau, seed, run, fit_epoch, at_fit, at_end``."""
+    """Per run: the epoch at which it fitted its training set (:func:`fit_epoch`), the SGD steps it took after
+    that epoch (``steps_after_fit``), ``metric`` of its history there (``at_fit``, NaN if it never fitted) and at
+    the last epoch (``at_end``). Columns :func:`run_columns`, ``fit_epoch,
+    steps_after_fit, at_fit, at_end``."""
     rows = []
     for run in runs:
-        history = run.history
+        history, cfg = run.history, run.config
         fitted, values = fit_epoch(history, level), history.set_index("epoch")[metric]
         rows.append({**run_columns(run), "fit_epoch": fitted,
+                     "steps_after_fit": (cfg.epochs_to_run - fitted) * (cfg.train_images // cfg.batch_size),
                      "at_fit": float(values[int(fitted)]) if np.isfinite(fitted) else float("nan"),
                      "at_end": float(values.iloc[-1])})
     return pd.DataFrame(rows)
@@ -227,7 +230,7 @@ def fitted_runs_only(stages: pd.DataFrame) -> pd.DataFrame:
 
 def history_records(runs, metrics=("train_eval_acc", "train_norm_mean", "test_norm_mean", "ood_norm_mean",
                                    "test_acc")) -> pd.DataFrame:
-    """One row per (run, epoch, metric) of the runs' histories: ``loss, method, tau, seed, run, epoch, metric,
+    """One row per (run, epoch, metric) of the runs' histories: :func:`run_columns`, ``epoch, metric,
     value`` (accuracies as fractions, norms ‖f‖₂ as they are)."""
     rows = []
     for run in runs:
@@ -271,7 +274,7 @@ def _averages(records: pd.DataFrame, labels) -> pd.DataFrame:
 def along_training_records(runs) -> pd.DataFrame:
     """OOD detection along training (runs trained with ``ood_every``): one row per (run, epoch, OOD set, metric),
     metrics ``fpr95`` (ID positive) and ``auroc`` by MSP, fractions, with the averages of
-    :func:`with_benchmark_averages`. Columns ``loss, method, tau, seed, run, epoch, ood_set, metric, value``."""
+    :func:`with_benchmark_averages`. Columns :func:`run_columns`, ``epoch, ood_set, metric, value``."""
     rows = []
     for run in runs:
         along = run.ood_history
@@ -283,9 +286,9 @@ def along_training_records(runs) -> pd.DataFrame:
 def last_epoch_change(along: pd.DataFrame) -> pd.DataFrame:
     """How much the last epoch moved each number: from :func:`along_training_records` of runs evaluated every
     epoch, per run, OOD set (and average) and metric, the value at the last epoch minus the value one epoch
-    earlier. Columns ``loss, method, tau, seed, run, ood_set, metric, value``."""
+    earlier. Columns :func:`run_columns`, ``ood_set, metric, value``."""
     last = along.groupby("run")["epoch"].transform("max")
-    keys = ["loss", "method", "tau", "seed", "run", "ood_set", "metric"]
+    keys = ["loss", "method", "tau", "weight_decay", "seed", "run", "ood_set", "metric"]
     end = along[along["epoch"] == last].set_index(keys)["value"]
     before = along[along["epoch"] == last - 1].set_index(keys)["value"]
     return (end - before).dropna().reset_index()

@@ -156,3 +156,14 @@ def test_papermill_command_carries_the_whole_preset():
     assert TrainConfig.from_dict({k: v for k, v in params.items() if k != "seeds"}) == preset("cifar10_paper")
     with pytest.raises(ValueError, match="preset='cifar10'"):
         papermill_command("ood_results", "cifar10")
+
+
+def test_full_scale_commands_fetch_the_benchmark_then_run_the_chapter():
+    from lnlib.config import full_scale_commands, papermill_command
+    from lnlib.paper_sets import fetch_command
+
+    fetch, run = full_scale_commands("norm_ranking", "cifar10_paper", train_subset=0).split("\n")
+    assert fetch == fetch_command() and "cifar10" in fetch and "places365" in fetch
+    assert run == papermill_command("norm_ranking", "cifar10_paper", train_subset=0)
+    with pytest.raises(ValueError, match="preset='cifar10'"):
+        full_scale_commands("norm_ranking", "cifar10")

@@ -58,8 +58,8 @@ def test_model_scores_are_computed_once(run, monkeypatch):
 def test_ood_records_and_the_convention_flag(run):
     records = tidy.ood_records([run], ["msp", "energy"], params={"energy": {"temperature": 0.5}})
     assert len(records) == 2 * len(OOD_SETS) * 4
-    assert set(records.columns) == {"loss", "method", "tau", "seed", "run", "score", "ood_set", "n_id", "n_ood",
-                                      "metric", "value"}
+    assert set(records.columns) == {"loss", "method", "tau", "weight_decay", "seed", "run", "score", "ood_set", "n_id",
+                                      "n_ood", "metric", "value"}
     assert (records["n_id"] == 1000).all() and (records["n_ood"] == 1000).all()
     assert records["value"].between(0, 1).all() and (records["loss"] == "ce").all()
     flipped = tidy.ood_records([run], ["msp"], positive="ood").set_index(["ood_set", "metric"])["value"]

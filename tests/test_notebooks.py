@@ -10,7 +10,8 @@ from lnlib.runs import Run
 
 NB = REPO / "nbs" / "train.ipynb"
 # chapters that take a number of seeds
-COMPARISONS = ["ood_results", "scoring_functions", "norm_ranking", "calibration", "tau_ablation", "paper_regime"]
+COMPARISONS = ["ood_results", "scoring_functions", "norm_ranking", "weight_decay", "calibration", "tau_ablation",
+               "paper_regime"]
 
 
 def _run(tmp_path, notebook=NB, **parameters):
@@ -78,7 +79,7 @@ def test_bad_parameters_fail_at_once_with_a_clear_message(tmp_path, runs_root, n
 
 QUICK = {"quick": True, "epochs": 2}
 EXPECTED = {  # notebook -> (extra parameters, words its output must contain, files it saves)
-    "logit_norm_growth": ({"unconstrained_epochs": 0}, ["saturation epoch", "‖f‖ change after saturation (%)"],
+    "logit_norm_growth": ({}, ["saturation epoch", "‖f‖ change after saturation (%)"],
                           ["norm_growth.png", "norm_by_correctness.svg", "summary.csv"]),
     "confidence_histograms": ({}, ["mean max confidence (%)", "MSP AUROC (%)"],
                               ["msp_histograms.png", "norm_histograms.png", "mmc.csv"]),
@@ -93,6 +94,10 @@ EXPECTED = {  # notebook -> (extra parameters, words its output must contain, fi
     "norm_ranking": ({"seeds": 1}, ["Spearman ρ", "‖f‖ alone", "far average", "synthetic average"],
                      ["norm_records.csv", "rank_corr.png", "norm_vs_msp.png", "rank_corr_paired.csv",
                       "norm_alone_paired.csv"]),
+    "weight_decay": ({"seeds": 2}, ["no weight decay", "weight decay 0.0005", "median ‖f‖₂, ID test",
+                                    "after temperature scaling", "p, Holm over 7", "LogitNorm − CE"],
+                     ["scale_records.csv", "four_arms.png", "weight_decay_paired.csv",
+                      "losses_without_weight_decay_paired.csv"]),
     "calibration": ({"seeds": 1}, ["ECE ↓", "validation split"],
                     ["records.csv", "reliability.png"]),
     "tau_ablation": ({"seeds": 1, "taus": [0.04, 0.3]}, ["cross-entropy", "FPR95 ↓, validation (symbols)"],
@@ -102,18 +107,18 @@ EXPECTED = {  # notebook -> (extra parameters, words its output must contain, fi
                        "largest |measured at α = 2^60 − limit from the slope|", "adv. noise"],
                       ["toy_confidence.png", "toy_regions.png", "alpha_curves.png", "normalized_curves.png",
                        "table2.csv", "bridge.csv", "detection_records.csv"]),
-    "paper_regime": ({"seeds": 1, "milestones": [1], "train_subset": 1000},
-                     ["FPR95 ↓", "AUROC ↑", "fitted", "far average", "synthetic average", "seed study: "],
-                     ["fitting.png", "ood_along_training.svg", "along_training.csv", "final_records.csv",
-                      "growth_after_fit.csv", "stage_changes.csv"]),
-    "reproduction_status": ({"seeds": 1, "open_seeds": 1, "regime_seeds": 1, "n_rays": 20},
-                            ["verdict", "not run", "Theorem 3.1", "near OOD", "far OOD sets", "training set fitted",
-                             "no verdict possible"], ["status.csv"]),
+    "paper_regime": ({"seeds": 1, "milestones": [1], "train_subset": 1000, "history_every": 1, "ood_every": 1},
+                     ["steps_after_fit", "at_fit", "CE, no weight decay", "CE, weight decay 0.0005", "end − fitted"],
+                     ["fitting.png", "ood_along_training.svg", "along_training.csv", "history_records.csv",
+                      "growth_after_fit.csv", "changes_after_fit.csv"]),
+    "reproduction_status": ({"seeds": 1, "open_seeds": 1, "mechanism_seeds": 1, "n_rays": 20},
+                            ["verdict", "not run", "Theorem 3.1", "near OOD", "far OOD sets", "weight decay",
+                             "follows the logit norm", "no verdict possible"], ["status.csv"]),
 }
 
 
-SEED_STUDY_CHAPTERS = ("ood_results", "scoring_functions", "norm_ranking", "tau_ablation", "reproduction_status",
-                       "calibration")
+SEED_STUDY_CHAPTERS = ("ood_results", "scoring_functions", "norm_ranking", "weight_decay", "tau_ablation",
+                       "reproduction_status", "calibration")
 
 
 def _quick_book_output(name):
@@ -149,11 +154,12 @@ def test_chapter_notebooks_run_quick(tmp_path, shared_runs, fashion_mnist_availa
         assert (analysis / file).exists(), file
     from lnlib import TrainConfig, preset
 
-    if executed_here and name == "paper_regime":  # its comparison runs are the seed study's, as in the full book
-        study = preset("seed_study", quick=True).loss_comparison(parameters["seeds"])
+    if executed_here and name == "weight_decay":  # its runs with weight decay are the seed study's, as in the book
+        study = preset("seed_study", quick=True, epochs=QUICK["epochs"]).loss_comparison(parameters["seeds"])
         assert all(Run.for_config(c, runs).is_complete() for c in study)
     # (the chapters of the seed study share its runs instead: tests/test_regime.py checks their parameters)
-    elif executed_here and name not in SEED_STUDY_CHAPTERS:  # (data/runs also holds the book's other quick runs)
+    # (the paper-regime chapter trains its own runs only; data/runs also holds the book's other quick runs)
+    elif executed_here and name not in (*SEED_STUDY_CHAPTERS, "paper_regime"):
         # CE and LogitNorm at seed 0 of the chapters' config (QUICK) are trained once for every chapter (the
         # others add their own runs)
         seed0 = [p for p in runs.iterdir() if "-ce-s0-" in p.name or "-logitnorm0.04-s0-" in p.name]
@@ -178,7 +184,7 @@ def test_comparison_notebooks_reject_bad_parameters_before_training(tmp_path, ru
     assert not runs_root.exists()
 
 
-@pytest.mark.parametrize("name", ["ood_results", "scoring_functions", "norm_ranking"])
+@pytest.mark.parametrize("name", ["ood_results", "scoring_functions", "norm_ranking", "weight_decay"])
 def test_fpr95_convention_parameter_is_checked(tmp_path, runs_root, name):
     with pytest.raises(pm.PapermillExecutionError, match="positive='x'"):
         _run(tmp_path, REPO / "nbs" / f"{name}.ipynb", positive="x")
@@ -246,7 +252,8 @@ def test_run_it_yourself_rejects_an_unknown_case_before_timing(tmp_path, runs_ro
     ("ood_results", "seed", 5), ("ood_results", "loss", "ce"), ("scoring_functions", "seed", 1),
     ("norm_ranking", "loss", "ce"),
     ("calibration", "seed", 2), ("tau_ablation", "tau", 0.04), ("tau_ablation", "seed", 1),
-    ("paper_regime", "loss", "ce"), ("reproduction_status", "seed", 3), ("logit_norm_growth", "loss", "ce"),
+    ("paper_regime", "weight_decay", 0.0), ("weight_decay", "loss", "ce"), ("reproduction_status", "seed", 3),
+    ("logit_norm_growth", "loss", "ce"),
     ("confidence_histograms", "loss", "ce"), ("relu_far_away", "outlier", "acet"), ("relu_far_away", "loss", "ce"),
 ])
 def test_a_parameter_the_chapter_sets_itself_fails_instead_of_being_ignored(tmp_path, runs_root, name, parameter,
@@ -262,7 +269,8 @@ def test_a_parameter_the_chapter_sets_itself_fails_instead_of_being_ignored(tmp_
     ("scoring_functions", "energy_temperature", -1.0, ["'energy'", "temperature=-1.0", "positive number"]),
     ("scoring_functions", "odin_epsilon", -0.1, ["'odin'", "epsilon=-0.1", "number >= 0"]),
     ("scoring_functions", "odin_temperature", 0, ["'odin'", "temperature=0"]),
-    ("logit_norm_growth", "unconstrained_epochs", -1, ["unconstrained_epochs=-1", "integer >= 0"]),
+    ("paper_regime", "weight_decays", [0.0005], ["weight_decays=[0.0005]", "two different numbers"]),
+    ("weight_decay", "weight_decays", [0.0, 0.0], ["weight_decays=[0.0, 0.0]", "two different numbers"]),
 ])
 def test_chapter_parameters_are_checked_before_training(tmp_path, runs_root, name, parameter, value, words):
     with pytest.raises(pm.PapermillExecutionError) as err:

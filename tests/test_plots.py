@@ -76,3 +76,26 @@ def test_reliability_and_bars():
                             for m in ("fpr95", "auroc")])
     fig = plots.grouped_bars(tables.mean_std(records, "score", ["metric", "loss"]), labels=tables.LABELS)
     assert fig.axes[0].get_ylabel() == "FPR95 ↓ (%)"
+
+
+def test_strips_by_metric_puts_each_arm_on_its_row_with_its_seeds():
+    records = pd.DataFrame([{"method": m, "metric": k, "seed": s, "value": v + s}
+                            for m, v in (("with", 1.0), ("without", 10.0)) for k in ("norm", "ece") for s in range(3)])
+    fig = plots.strips_by_metric(records, {"norm": ("‖f‖", 1, True), "ece": ("ECE (%)", 100, False)},
+                                 ["with", "without"], ncols=3, zero_line=True)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 2 and visible[0].get_xscale() == "log" and visible[1].get_xscale() == "linear"
+    assert [t.get_text() for t in visible[0].get_yticklabels()] == ["with", "without"]
+    dots = visible[1].collections  # one scatter per arm: its three seeds, scaled by 100
+    assert sorted(dots[1].get_offsets()[:, 0].tolist()) == [1000.0, 1100.0, 1200.0]
+    _labelled(fig)
+
+
+def test_a_long_title_is_wrapped_inside_the_figure(tmp_path):
+    histories = {"Cross-entropy": _history(1.0), "LogitNorm": _history(-0.5)}
+    title = "The book's recipe: small_cnn on fashion_mnist, seed 0, 12 epochs, cosine learning rate, " * 3
+    fig = plots.norm_growth(histories, "textures", title=title)
+    plots.save(fig, tmp_path / "growth")
+    renderer = fig.canvas.get_renderer()
+    box = fig._suptitle.get_window_extent(renderer)
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height, (box, fig.bbox)

@@ -60,3 +60,25 @@ def test_norm_measures_agree_with_the_scores_module():
                                             / np.median(np.linalg.norm(id_logits, axis=1)))
     with pytest.raises(ValueError, match="positive"):
         ranking.norm_measures(id_logits, ood_logits, positive="in")
+
+
+@pytest.mark.usefixtures("fashion_mnist_available")
+def test_scale_records_gather_what_the_raw_scale_decides(runs_root):
+    from conftest import tiny_cfg
+
+    from lnlib import benchmark, tidy
+    from lnlib.evaluate import ID_TEST, outputs
+    from lnlib.train import load_or_train
+
+    run = load_or_train(tiny_cfg(train_subset=256, epochs=1, warmup=0, weight_decay=0.0))
+    records = ranking.scale_records([run]).set_index("metric")
+    assert list(records.index) == list(ranking.SCALE_METRICS) and (records["weight_decay"] == 0.0).all()
+    value = records["value"]
+    norms = scores.logit_norm(outputs(run, [ID_TEST])[ID_TEST].logits)
+    assert value["id_norm"] == pytest.approx(np.median(norms))
+    assert value["accuracy"] == run.metrics["test_acc"]
+    calibration = tidy.calibration_records([run]).set_index(["metric", "stage"])["value"]
+    assert value["ece"] == calibration[("ece", "before")] and value["ece_scaled"] == calibration[("ece", "after")]
+    fpr = tidy.ood_records([run]).query("metric == 'fpr95'").set_index("ood_set")["value"]
+    far = [name for name in fpr.index if benchmark.kind_of(name) == "far"]
+    assert value["fpr95_far"] == pytest.approx(fpr[far].mean())

@@ -100,13 +100,21 @@ def test_the_chapter_parameters_are_the_preset():
     import papermill as pm
     from conftest import REPO
 
-    from lnlib.config import PRESETS
+    from lnlib.config import PRESETS, SECONDARY_SEEDS, WEIGHT_DECAYS
 
-    defaults = {k: v["default"] for k, v in pm.inspect_notebook(REPO / "nbs" / "paper_regime.ipynb").items()}
+    defaults = {k: eval(v["default"]) for k, v in pm.inspect_notebook(REPO / "nbs" / "paper_regime.ipynb").items()}
     for key, value in PRESETS["paper_regime"].items():
-        assert eval(defaults[key]) == (list(value) if isinstance(value, tuple) else value), key
+        if key == "weight_decay":  # the chapter trains it and none
+            assert defaults["weight_decays"] == list(WEIGHT_DECAYS) and WEIGHT_DECAYS[0] == value
+        else:
+            assert defaults[key] == (list(value) if isinstance(value, tuple) else value), key
+    assert defaults["seeds"] == SECONDARY_SEEDS >= 9 and defaults["loss"] == "ce"
+    status = {k: eval(v["default"]) for k, v in pm.inspect_notebook(REPO / "nbs" / "reproduction_status.ipynb").items()}
+    assert status["mechanism_seeds"] == SECONDARY_SEEDS  # the status page reads the same runs
     cfg = preset("paper_regime")
     assert cfg.slug() == "fashion_mnist-small_cnn-logitnorm0.04-n4000-s0" and cfg.train_images == 4000
+    # measured every 4 epochs, OOD every 8: both at the last epoch, and every OOD row on a measured epoch
+    assert cfg.ood_every % cfg.history_every == 0 and cfg.epochs % cfg.ood_every == 0
 
 
 def _records(values: dict) -> pd.DataFrame:
@@ -143,8 +151,8 @@ def test_the_status_rows_of_the_regime():
     assert paper._growth_row(unfit, "s", family=1)[-1].startswith("not measured")
 
 
-@pytest.mark.parametrize("name", ["ood_results", "scoring_functions", "norm_ranking", "reproduction_status",
-                                  "tau_ablation", "calibration"])
+@pytest.mark.parametrize("name", ["ood_results", "scoring_functions", "norm_ranking", "weight_decay",
+                                  "reproduction_status", "tau_ablation", "calibration"])
 def test_the_chapters_that_state_verdicts_share_the_seed_study(name):
     """They must agree to share their runs (a chapter with fewer seeds reads the first ones); and a page of a dozen
     Holm-corrected verdicts needs >= 9 seeds."""
@@ -163,3 +171,59 @@ def test_the_chapters_that_state_verdicts_share_the_seed_study(name):
         assert defaults["open_seeds"] == SECONDARY_SEEDS >= 9
     elif name != "tau_ablation":  # the τ grid takes fewer seeds per τ
         assert defaults["seeds"] == SECONDARY_SEEDS >= 9
+
+
+def test_history_every_is_checked_and_off_keeps_old_hashes():
+    assert TrainConfig(history_every=0).content_hash() == TrainConfig().content_hash() == "83627ed6"
+    assert TrainConfig(history_every=2).content_hash() != TrainConfig().content_hash()
+    with pytest.raises(ValueError, match=r"history_every=-1 is not valid"):
+        TrainConfig(history_every=-1).validate()
+    with pytest.raises(ValueError, match=r"history_every=3 is not valid.*divides ood_every=8"):
+        TrainConfig(history_every=3, ood_every=8).validate()
+    TrainConfig(history_every=4, ood_every=8).validate()
+
+
+@pytest.mark.usefixtures("fashion_mnist_available")
+def test_a_sparse_history_measures_every_nth_epoch_and_the_last(runs_root):
+    from lnlib import tidy
+
+    run = load_or_train(tiny_cfg(train_subset=256, batch_size=64, epochs=3, history_every=2, ood_every=2,
+                                 loss="ce", warmup=0))
+    assert run.history["epoch"].tolist() == [2, 3]  # every 2nd epoch and the last
+    assert sorted(run.ood_history["epoch"].unique()) == [2, 3]
+    growth = tidy.growth_after_fit([run]).iloc[0]
+    if np.isfinite(growth["fit_epoch"]):  # steps after fitting: the epochs left times the steps of one
+        assert growth["steps_after_fit"] == (3 - growth["fit_epoch"]) * (256 // 64)
+    assert growth["at_end"] == run.history["train_norm_mean"].iloc[-1]
+
+
+def test_the_weight_decay_comparison_pairs_two_values_by_seed():
+    cfgs = preset("paper_regime", loss="ce").weight_decay_comparison([5e-4, 0.0], 3)
+    assert [(c.weight_decay, c.seed) for c in cfgs] == [(5e-4, 0), (5e-4, 1), (5e-4, 2), (0.0, 0), (0.0, 1), (0.0, 2)]
+    for bad in ([5e-4], [0.0, 0.0], [5e-4, 0.0, 1e-4], 0.0):
+        with pytest.raises(ValueError, match="must be two different numbers"):
+            TrainConfig().weight_decay_comparison(bad, 3)
+    with pytest.raises(ValueError, match="seeds=0 is not valid"):
+        TrainConfig().weight_decay_comparison([5e-4, 0.0], 0)
+    with pytest.raises(ValueError, match="weight_decay=-0.1"):
+        TrainConfig().weight_decay_comparison([5e-4, -0.1], 2)
+
+
+def test_the_status_rows_of_the_mechanism():
+    from lnlib import paper
+
+    seeds = np.arange(10)
+    scale = pd.DataFrame([{"loss": loss, "weight_decay": wd, "seed": s, "metric": "id_norm",
+                           "value": (2.0 if wd else 9.0) + s / 50 + (5 if loss == "ce" else 0)}
+                          for loss in ("ce", "logitnorm") for wd in (5e-4, 0.0) for s in seeds])
+    claim, paper_says, ours, _, verdict = paper._weight_decay_row(scale, "s", family=1)
+    assert "Weight decay" in claim and "not a claim of the paper" in paper_says
+    assert "2.09 with weight decay 0.0005 → 9.09 without (cross-entropy: 7.09 → 14.09)" in ours  # LogitNorm's verdict
+    assert verdict.startswith("holds in direction, at this scale: larger without weight decay: +7.00"), verdict
+    flat = scale.assign(value=2.0 + scale["seed"] / 50)
+    assert paper._weight_decay_row(flat, "s", family=1)[-1].startswith("no detectable difference")
+    norms = pd.DataFrame([{"loss": loss, "seed": s, "run": f"{loss}{s}", "ood_set": name, "metric": "rank_corr",
+                           "value": (0.8 if loss == "logitnorm" else 0.3) + s / 50}
+                          for loss in ("ce", "logitnorm") for s in seeds for name in ("digits", "letters", "textures")])
+    claim, _, ours, _, verdict = paper._ranking_row(norms, "s", family=1)
+    assert "0.39 (CE) → 0.89 (LogitNorm)" in ours and verdict.startswith("holds, at this scale: ρ higher"), verdict

@@ -176,7 +176,7 @@ def test_paired_table_states_a_direction_only_where_the_corrected_test_finds_one
     compared = stats.compare(pd.DataFrame(rows), "ood_set")
     table = tables.paired_table(compared, "ood_set", baseline=pd.Series({"a": 0.3, "b": 0.9}))
     assert table.loc["a", "verdict"] == "LogitNorm lower" and table.loc["b", "verdict"] == "no detectable difference"
-    assert table.loc["a", "pixel baseline"] == 30.0 and table.loc["a", "CE"] == pytest.approx(54.5)
+    assert table.loc["a", "pixel baseline"] == 30.0 and table.loc["a", "CE"] == "54.5"
     assert table.loc["a", "LogitNorm − CE [95% interval]"].startswith("-20.0 [-20.0, -20.0]")
     few = stats.compare(pd.DataFrame([r for r in rows if r["seed"] < 3]), "ood_set")
     assert set(tables.paired_table(few, "ood_set")["verdict"]) == {"no verdict possible"}
@@ -186,3 +186,18 @@ def test_seed_spread():
     records = pd.DataFrame({"ood_set": ["x"] * 3, "loss": ["ce"] * 3, "value": [0.1, 0.5, 0.3]})
     spread = tables.seed_spread(records, ["ood_set", "loss"]).loc[("x", "ce")]
     assert (spread["min"], spread["max"], spread["range"], spread["std"]) == (10.0, 50.0, 40.0, 20.0)
+
+
+def test_paired_table_scales_each_row_and_names_its_own_arms():
+    from lnlib import stats
+
+    rows = [{"seed": s, "stage": stage, "row": name, "value": base + (1.0 if stage == "end" else 0.0) * step + 0.02 * s}
+            for s in range(10) for name, base, step in (("norm", 10.0, 2.0), ("fpr95", 0.5, 0.0))
+            for stage in ("fitted", "end")]
+    compared = stats.compare(pd.DataFrame(rows), "row", compare="stage", a="end", b="fitted")
+    table = tables.paired_table(compared, "row", labels=("fitted", "end"),
+                                scale=lambda row: 1 if row == "norm" else 100, decimals=lambda row: 2)
+    assert table.loc["norm", "fitted"] == "10.09" and table.loc["fpr95", "fitted"] == "59.00"
+    assert table.loc["norm", "end − fitted [95% interval]"] == "+2.00 [+2.00, +2.00]"
+    assert table.loc["norm", "verdict"] == "end higher"
+    assert table.loc["fpr95", "verdict"] == "no detectable difference"

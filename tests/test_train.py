@@ -99,6 +99,22 @@ def test_short_run_leaves_a_complete_folder(runs_root, fashion_mnist_available):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("change, tolerance", [({"compile": True}, 0.002), ({"precision": "bf16"}, 0.02)],
+                         ids=["compile", "bf16"])
+def test_the_gpu_paths_train_on_a_cpu_as_the_plain_loop_does(runs_root, fashion_mnist_available, change, tolerance):
+    """torch.compile and bf16 autocast are what a GPU run uses by default or on request; no GPU has run lnlib, so two
+    short epochs of each on the CPU catch most of what would break them there. They must train as the plain fp32
+    loop does from the same seed: the same losses up to ``tolerance`` (relative; compile reorders float sums, bf16
+    rounds to 8 bits of mantissa) and nearly the same test accuracy."""
+    plain = load_or_train(tiny_cfg(train_subset=2048))
+    run = load_or_train(tiny_cfg(train_subset=2048, **change))
+    assert run.path != plain.path and run.config.to_dict() == {**plain.config.to_dict(), **change}
+    assert run.history["train_loss"].to_numpy() == pytest.approx(plain.history["train_loss"].to_numpy(), rel=tolerance)
+    assert abs(run.metrics["test_acc"] - plain.metrics["test_acc"]) < 0.03
+    assert set(run.metrics["ood"]["sets"]) == set(plain.metrics["ood"]["sets"])
+
+
+@pytest.mark.slow
 def test_same_seed_same_numbers(tmp_path, fashion_mnist_available):
     cfg = tiny_cfg(loss="ce")
     a = load_or_train(cfg, root=tmp_path / "a")
