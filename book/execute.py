@@ -118,12 +118,15 @@ def runs_trained(since: float, until: float) -> list[dict]:
         if not since <= path.stat().st_mtime <= until:
             continue
         run, m = Run(path.parent), json.loads(path.read_text())
-        epochs_s = sum(float(r["epoch_time_s"]) for r in csv.DictReader((path.parent / "history.csv").open()))
+        measured = [float(r["epoch_time_s"]) for r in csv.DictReader((path.parent / "history.csv").open())]
+        # a measured epoch's time is its training plus its measurements; with history_every only some epochs are
+        # measured, each taken to have trained for the mean epoch's time
+        measuring_s = sum(measured) - len(measured) * m["train_time_s"] / m["epochs"]
         env = json.loads((path.parent / "env.json").read_text())
         rows.append({"run": path.parent.name, "epochs": m["epochs"], "threads": env.get("cpu_threads"),
                      "wall_s": round(path.stat().st_mtime - (path.parent / "env.json").stat().st_mtime, 1),
                      "train_s": round(m["train_time_s"], 1),
-                     "per_epoch_measurements_s": round(epochs_s - m["train_time_s"], 1),
+                     "per_epoch_measurements_s": round(measuring_s, 1),
                      "final_evaluation_s": m.get("evaluation_time_s"),
                      "train_images_per_s": round(run.config.train_images * m["epochs"] / m["train_time_s"], 1)})
     return rows

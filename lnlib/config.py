@@ -338,9 +338,8 @@ class TrainConfig:
               f"{self.dataset} less val_size={self.val_size})")
         check("ood_every", lambda v: is_int(v) and v >= 0,
               "an integer >= 0 (epochs between OOD evaluations; 0 = never)")
-        check("history_every", lambda v: is_int(v) and v >= 0 and (v == 0 or self.ood_every % v == 0),
-              f"an integer >= 0 (epochs between two history rows; 0 = every epoch) that divides "
-              f"ood_every={self.ood_every} (an OOD evaluation reuses that epoch's measurements)")
+        check("history_every", lambda v: is_int(v) and v >= 0,
+              "an integer >= 0 (epochs between two history rows; 0 = every epoch)")
         check("seed", lambda v: is_int(v) and v >= 0, "an integer >= 0")
         for key in ("nesterov", "augment", "compile", "channels_last", "quick"):
             check(key, lambda v: isinstance(v, bool), "True or False")
@@ -412,7 +411,10 @@ WEIGHT_DECAYS = (5e-4, 0.0)
 # difference that every seed shows passes, and a change of CPU thread count moved the headline verdict across
 # that line. Hence 20 for the headline pages (OOD results, status); the scoring and calibration chapters, with
 # fewer verdicts each, read the first 10 of them. The 12-epoch, 55,000-image runs cost 2-3 minutes each.
-PRESETS["seed_study"] = dict(train_subset=10_000, epochs=8)
+PRESETS["seed_study"] = dict(train_subset=10_000, epochs=8, history_every=8)
+# history_every=8: its runs measure accuracy and logit norms at the last epoch only (no chapter reads their curves;
+# the labs train their own runs with every epoch measured). Measuring every epoch cost a third of each run, and
+# measuring changes no weight (tests/test_regime.py), so the runs are the same as before, under another hash.
 # The open-set study behind the near-OOD verdict: the seed study's recipe with two classes held out of training,
 # the last two by index (Bag, Ankle boot: a rule fixed before any run was made, not a choice made on results); their
 # test images are the near-OOD set 'held_out'. Its own runs: the headline verdicts stay on all ten classes, as the

@@ -102,9 +102,9 @@ def scale_records(runs, positive: str = "id", device="auto") -> pd.DataFrame:
     convention) and the ``norm_ratio`` of :func:`norm_records`, each averaged over the far and over the synthetic
     sets per run. Columns ``loss, method, tau, weight_decay, seed, run, metric, value``; fractions stay fractions."""
     runs = list(runs)
-    rows = accuracy_records(runs)
-    rows = [rows] + [pd.DataFrame([{**run_columns(run), "metric": "id_norm", "value": float(np.median(
-        scores.logit_norm(outputs(run, [ID_TEST], device)[ID_TEST].logits)))} for run in runs])]
+    norms = pd.DataFrame([{**run_columns(run), "metric": "id_norm", "value": float(np.median(
+        scores.logit_norm(outputs(run, [ID_TEST], device)[ID_TEST].logits)))} for run in runs])
+    rows = [accuracy_records(runs), norms]
     calibration = calibration_records(runs, device).query("metric in ('ece', 'temperature')")
     rows.append(calibration.assign(metric=np.where((calibration["metric"] == "ece") & (calibration["stage"] == "after"),
                                                    "ece_scaled", calibration["metric"])).drop(columns="stage"))

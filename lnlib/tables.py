@@ -95,11 +95,12 @@ def _appearance_order(records: pd.DataFrame, columns: list[str]) -> list[tuple]:
 
 def paired_table(comparison: pd.DataFrame, by: str, labels=("CE", "LogitNorm"), baseline: pd.Series | None = None,
                  scale=100.0, decimals=1) -> pd.DataFrame:
-    """:func:`lnlib.stats.compare` output (``a`` = LogitNorm, ``b`` = CE) as a display table, one row per ``by``:
-    both means, the paired difference with its interval, the raw and the Holm-corrected p, and the verdict in one
-    word. ``baseline``: an optional first column (e.g. the pixel baseline), indexed like ``by``. Percent points
-    when ``scale`` is 100; ``decimals`` digits after the point. Either may be a function of the row's ``by`` value,
-    for a table whose rows have different units (a norm beside an FPR95)."""
+    """:func:`lnlib.stats.compare` output as a display table, one row per ``by``: both means (``b`` under
+    ``labels[0]``, ``a`` under ``labels[1]``; by default CE and LogitNorm), the paired difference with its interval,
+    the raw and the Holm-corrected p, and the verdict in words. ``baseline``: an optional first column (e.g. the
+    pixel baseline), indexed like ``by``. Percent points when ``scale`` is 100; ``decimals`` digits after the point.
+    Either may be a function of the row's ``by`` value, for a table whose rows have different units (a norm beside
+    an FPR95)."""
     c = comparison.set_index(by)
     per_row = {k: ((scale(k) if callable(scale) else scale), (decimals(k) if callable(decimals) else decimals))
                for k in c.index}

@@ -105,6 +105,7 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
         train_loss, train_acc = train_epoch(net, train_x, train_y, epoch, progress)
         train_loss = check_finite(net, train_loss, epoch, run)  # the epoch's one host sync, on the summed loss
         train_time += time.perf_counter() - t0
+        row = None
         if main and measured(cfg, epoch + 1):  # ---- measurements (eval mode) and history
             stats, logits = measure(net.model, monitor, cfg.eval_batch_size)
             row = {"epoch": epoch + 1, "lr": net.optimizer.param_groups[0]["lr"],
@@ -112,17 +113,18 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
                    "epoch_time_s": time.perf_counter() - t0}
             history.append(row)
             run.write_history(history)
-            if cfg.ood_every and ((epoch + 1) % cfg.ood_every == 0 or epoch + 1 == epochs):  # a measured epoch
+            if cfg.ood_every and ((epoch + 1) % cfg.ood_every == 0 or epoch + 1 == epochs):
                 known = {ID_TEST: logits["test"], cfg.monitor_ood: logits["ood"]}  # this epoch's, not twice
                 ood_history += ood_along_training(net.model, tracked, cfg.eval_batch_size, row, known)
                 run.write_table(ood_history, "ood_history.csv")
-            log(f"epoch {epoch + 1:>3}/{epochs}  loss {row['train_loss']:.4f}  train acc {row['train_acc']:.2%}  "
-                f"test acc {row['test_acc']:.2%}  mean ‖f‖ test {row['test_norm_mean']:.2f} "
-                f"({cfg.monitor_ood} {row['ood_norm_mean']:.2f})  {row['epoch_time_s']:.1f} s")
-        if main:  # ---- checkpoint after every epoch
+        if main:  # ---- checkpoint after every epoch, then the epoch's line
             atomic_torch_save({"model": net.model.state_dict(), "optimizer": net.optimizer.state_dict(),
                                "epoch": epoch + 1, "history": history, "ood_history": ood_history,
                                "train_time_s": train_time}, checkpoint)
+            if row:
+                log(f"epoch {epoch + 1:>3}/{epochs}  loss {row['train_loss']:.4f}  train acc {row['train_acc']:.2%}  "
+                    f"test acc {row['test_acc']:.2%}  mean ‖f‖ test {row['test_norm_mean']:.2f} "
+                    f"({cfg.monitor_ood} {row['ood_norm_mean']:.2f})  {row['epoch_time_s']:.1f} s")
         distributed.barrier()  # torchrun: the others wait while rank 0 writes
 
     # ---- final evaluation: outputs of ID test + every OOD set, cached; metrics.json written last
@@ -141,9 +143,11 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
 
 
 def measured(cfg: TrainConfig, epoch: int) -> bool:
-    """Whether the 1-based ``epoch`` gets a history row: every epoch, or with ``cfg.history_every`` every N-th and
-    the last. Long runs use it where measuring ID test, probe and monitor images would cost more than training."""
-    return not cfg.history_every or epoch % cfg.history_every == 0 or epoch == cfg.epochs_to_run
+    """Whether the 1-based ``epoch`` gets a history row: every epoch, or with ``cfg.history_every`` every N-th, the
+    last, and every epoch of an OOD evaluation (``cfg.ood_every``, which reuses the row). Measuring costs forward
+    passes only, in eval mode, and draws no random number: the weights are the same whichever epochs are measured."""
+    return (not cfg.history_every or epoch % cfg.history_every == 0 or epoch == cfg.epochs_to_run
+            or bool(cfg.ood_every and epoch % cfg.ood_every == 0))
 
 
 def train_epoch(net: Net, train_x: torch.Tensor, train_y: torch.Tensor, epoch: int, progress: bool = False):
