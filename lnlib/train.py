@@ -5,8 +5,9 @@ model and SGD are built; a checkpoint, if any, is resumed; every epoch runs :fun
 batches, augmentation, CEDA/ACET noise, forward, loss, backward, update — no host sync per step), then
 measures what the LogitNorm paper's argument rests on — accuracy, loss, and the distribution of the logit
 norm ‖f(x)‖₂ and of the max-softmax confidence on ID train, ID test and one OOD set — and writes
-history.csv and a checkpoint atomically; at the end the model's outputs on every evaluation set are cached
-and metrics.json is written, last. With ``cfg.ood_every`` it also follows MSP-based OOD detection along
+history.csv (every epoch, or every ``cfg.history_every``-th: :func:`measured`) and a checkpoint atomically; at
+the end the model's outputs on every evaluation set are cached and metrics.json is written, last. With
+``cfg.ood_every`` it also follows MSP-based OOD detection along
 training (:func:`ood_along_training`, ``ood_history.csv``). A killed run resumes from its last finished epoch
 and continues exactly as if it had never stopped: the random streams of epoch e are seeded from
 ``(cfg.seed, e)`` alone.
