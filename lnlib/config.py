@@ -205,14 +205,18 @@ class TrainConfig:
         check_counts(seeds=seeds)
         return self.grid(weight_decay=values, seed=range(seeds))
 
-    def method_comparison(self, methods) -> list[TrainConfig]:
+    def method_comparison(self, methods, seeds: int | None = None) -> list[TrainConfig]:
         """This config under each training method of :data:`METHODS` (``'ce'``, ``'logitnorm'``, ``'ceda'``,
-        ``'acet'``, ``'logitnorm+ceda'``, ``'logitnorm+acet'``), in the order given."""
+        ``'acet'``, ``'logitnorm+ceda'``, ``'logitnorm+acet'``), in the order given; with ``seeds``, each at seeds
+        ``0 .. seeds−1`` (paired by seed across methods), else at this config's seed."""
         methods = [methods] if isinstance(methods, str) else list(methods)
         bad = [m for m in methods if m not in METHODS]
         if bad or not methods:
             raise ValueError(f"methods={methods!r}: choose one or more of {list(METHODS)}")
-        return [self.replace(**METHODS[m]) for m in methods]
+        if seeds is None:
+            return [self.replace(**METHODS[m]) for m in methods]
+        check_counts(seeds=seeds)
+        return [c for m in methods for c in self.replace(**METHODS[m]).grid(seed=range(seeds))]
 
     @property
     def method(self) -> str:

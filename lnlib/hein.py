@@ -7,6 +7,10 @@ model takes [0, 1] pixels (:func:`lnlib.faraway.pixel_model`), so ``α·u`` scal
 - :func:`scan`: :func:`lnlib.faraway.ray_limit` of one run on one set of directions, cached in the run folder
   (``rays/<set>-<hash of the directions and the grid>.npz``) because it is the expensive step (float64,
   one pass per α).
+- :func:`table2_rays`: the Table-2 statistics per ray (exact α*, the clipped image's confidence), and
+  :func:`noise_logits`: the logits of Hein's noise and of the attacked noise; both cached in the run folder too,
+  so that the chapters and the status page that read the same runs compute them once.
+- :func:`sizes`: the counts of a chapter, capped in quick mode (the same caps on every page that shares a cache).
 
 Their record frames (the Table-2 statistics, the "bridge" to LogitNorm, the "Noise" and "Adv. Noise" rows) are
 :func:`lnlib.tidy.ray_records` and :func:`lnlib.tidy.noise_records`. Models run on the device of
@@ -25,11 +29,21 @@ from lnlib import faraway
 from lnlib.config import check_counts
 from lnlib.data import ID_SETS, load_id
 from lnlib.devices import resolve_device
+from lnlib.evaluate import predict
 from lnlib.files import atomic_numpy_save
 from lnlib.runs import Run
 
 TEST_IMAGES, UNIFORM_NOISE = "test images", "uniform noise"
 PATTERN_MODELS = ("small_cnn", "mlp")  # every ReLU an nn.ReLU module, so activation patterns can be read
+
+
+QUICK_SIZES = {"n_rays": 100, "n_noise": 200, "attack_steps": 10, "toy_iterations": 200}  # what quick mode caps
+
+
+def sizes(quick: bool, **counts) -> dict[str, int]:
+    """``counts`` (``n_rays=500, n_noise=1000``, ...) as they are measured: capped at :data:`QUICK_SIZES` when
+    ``quick``. Every chapter that reads the same cached scans asks here, so their sizes agree."""
+    return {k: min(v, QUICK_SIZES[k]) if quick and k in QUICK_SIZES else v for k, v in counts.items()}
 
 
 def check_parameters(model: str, **counts) -> None:
@@ -61,17 +75,54 @@ def ray_inputs(dataset: str, n: int, seed: int = 0) -> dict[str, torch.Tensor]:
     return {TEST_IMAGES: images, UNIFORM_NOISE: noise}
 
 
+def _cached(path, compute) -> dict[str, np.ndarray]:
+    """The arrays saved at ``path`` (an ``.npz`` in a run folder), or ``compute()``'s, saved there atomically."""
+    if path.exists():
+        with np.load(path) as cached:
+            return {k: cached[k] for k in cached.files}
+    values = compute()
+    path.parent.mkdir(exist_ok=True)
+    atomic_numpy_save(path, np.savez, **values)
+    return values
+
+
+def _key(u: torch.Tensor, *arrays) -> str:
+    """8 hex digits of the directions' bytes and the settings': other directions under a name are never served stale."""
+    return hashlib.sha256(u.cpu().numpy().tobytes() + b"".join(np.asarray(a).tobytes() for a in arrays)).hexdigest()[:8]
+
+
 def scan(run: Run, name: str, u: torch.Tensor, alphas=faraway.ALPHAS, device="auto") -> faraway.RayLimit:
     """:func:`lnlib.faraway.ray_limit` of the run's pixel model along ``α·u``, cached per set name, directions
     and grid (their bytes are hashed, so other directions under the same name are never served stale)."""
     alphas = np.asarray(alphas, dtype=float)
-    key = hashlib.sha256(u.cpu().numpy().tobytes() + alphas.tobytes()).hexdigest()[:8]
-    path = run.path / "rays" / f"{name.replace(' ', '_')}-{key}.npz"
-    if path.exists():
-        with np.load(path) as cached:
-            return faraway.RayLimit(**{f.name: cached[f.name] for f in dataclasses.fields(faraway.RayLimit)})
-    device = resolve_device(device)
-    limit = faraway.ray_limit(run_pixel_model(run, device), u.to(device), alphas)
-    path.parent.mkdir(exist_ok=True)
-    atomic_numpy_save(path, np.savez, **dataclasses.asdict(limit))
-    return limit
+    path = run.path / "rays" / f"{name.replace(' ', '_')}-{_key(u, alphas)}.npz"
+    limit = _cached(path, lambda: dataclasses.asdict(
+        faraway.ray_limit(run_pixel_model(run, device), u.to(resolve_device(device)), alphas)))
+    return faraway.RayLimit(**{f.name: limit[f.name] for f in dataclasses.fields(faraway.RayLimit)})
+
+
+def table2_rays(run: Run, name: str, u: torch.Tensor, alphas=faraway.ALPHAS, level: float = faraway.LEVEL,
+                device="auto") -> dict[str, np.ndarray]:
+    """:func:`lnlib.faraway.table2_rays` of the run's pixel model (exact α* at ``level``, the clipped image's
+    confidence and class, per ray), cached in ``rays/table2-<set>-<hash>.npz``."""
+    alphas = np.asarray(alphas, dtype=float)
+    path = run.path / "rays" / f"table2-{name.replace(' ', '_')}-{_key(u, alphas, faraway.SEARCH_ALPHAS, level)}.npz"
+    return _cached(path, lambda: faraway.table2_rays(run_pixel_model(run, device), u.to(resolve_device(device)),
+                                                     alphas, level))
+
+
+def noise_logits(run: Run, n: int, eps: float, steps: int, seed: int = 0, device="auto") -> dict[str, np.ndarray]:
+    """Logits (n, K) of Hein's noise made from the first ``n`` ID test images (:func:`lnlib.faraway.hein_noise`,
+    ``"noise"``) and of the most confident point within ``eps`` of each (:func:`lnlib.faraway.confidence_pgd`,
+    ``steps`` steps of ``eps/steps`` against this run's model, ``"adversarial"``); cached in
+    ``noise/n<n>-eps<eps>-steps<steps>-seed<seed>.npz``. The draws come from CPU generators seeded with ``seed``,
+    so the noise is the same images on every device."""
+    def compute():
+        dev = resolve_device(device)
+        model = run_pixel_model(run, dev)
+        noise = faraway.hein_noise(test_pixels(run.config.dataset, n).to(dev), torch.Generator().manual_seed(seed))
+        attacked = faraway.confidence_pgd(model, noise, eps, steps, generator=torch.Generator().manual_seed(seed))
+        return {"noise": predict(model, noise, run.config.eval_batch_size).cpu().numpy(),
+                "adversarial": predict(model, attacked, run.config.eval_batch_size).cpu().numpy()}
+
+    return _cached(run.path / "noise" / f"n{n}-eps{eps:g}-steps{steps}-seed{seed}.npz", compute)

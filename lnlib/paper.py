@@ -19,6 +19,7 @@ from lnlib import benchmark
 from lnlib.data import NEAR_OOD
 from lnlib.hein import TEST_IMAGES, UNIFORM_NOISE
 from lnlib.stats import compare, verdict_words
+from lnlib.tables import LABELS
 from lnlib.tidy import FAR, SYNTHETIC, growth_stages, with_benchmark_averages
 
 VERIFIED = "verified"
@@ -74,11 +75,54 @@ HEIN_TABLE2 = {
 }
 
 
+# Bitterwolf, Meinke & Hein (NeurIPS 2020, "Certifiably adversarially robust detection of out-of-distribution data",
+# GOOD), Table 1, MNIST block, read off the image the authors put in their repository (github.com/j-cb/GOOD,
+# readme_imgs/good_table1.png) and the text output of its eval2tex.ipynb: MNIST in-distribution; AUROC (%) of the max
+# confidence against each OOD set, clean ("AUC") and after an l_inf attack of ε = 0.3 on every OOD point ("AAUC");
+# CEDA and ACET there were trained on 80 Million Tiny Images as outliers, not on noise.
+GOOD_MNIST = {
+    # (training, OOD set): (AUC, AAUC)
+    ("plain", "FMNIST"): (98.0, 34.2), ("ceda", "FMNIST"): (99.9, 82.1), ("acet", "FMNIST"): (100.0, 98.4),
+    ("plain", "uniform noise"): (99.1, 36.5), ("ceda", "uniform noise"): (100.0, 100.0),
+    ("acet", "uniform noise"): (100.0, 100.0),
+}
+
+
+def good_table() -> pd.DataFrame:
+    """GOOD's MNIST AUROCs before and after attack (verified, see :data:`GOOD_MNIST`): rows (training, OOD set)."""
+    index = pd.MultiIndex.from_tuples([(LABELS.get(t, t), s) for t, s in GOOD_MNIST], names=["training", "OOD set"])
+    return pd.DataFrame(list(GOOD_MNIST.values()), index=index, columns=["AUROC", "AUROC after attack"])
+
+
 def hein_table2() -> pd.DataFrame:
     """Hein et al.'s Table 2 (verified, see :data:`HEIN_TABLE2`): rows (training, set), two columns."""
     index = pd.MultiIndex.from_tuples(HEIN_TABLE2, names=["training", "dataset"])
     return pd.DataFrame(list(HEIN_TABLE2.values()), index=index,
                         columns=["median_alpha", "clipped_overconfident"])
+
+
+def table2_comparison(table2: pd.DataFrame, methods) -> pd.DataFrame:
+    """Our Table 2 beside the paper's, one row per method (plain = cross-entropy): the median α* (median over seeds
+    of each seed's median, with the seeds' range) and the share > 95% confident after clipping (mean ± std over
+    seeds), and the paper's four values (MNIST, SVHN, CIFAR-10, CIFAR-100) where it has the method. ``table2``:
+    :func:`lnlib.tidy.table2_records` on uniform noise."""
+    paper = hein_table2()
+    rows = {}
+    for method in methods:
+        per_seed = table2.query("method == @method and set == @UNIFORM_NOISE").pivot_table(
+            index="seed", columns="metric", values="value")
+        alpha, clipped = per_seed["median_alpha"], per_seed["clipped_overconfident"]
+        spread = clipped.std(ddof=1) if len(clipped) > 1 else 0.0
+        training = {"ce": "plain", "acet": "acet"}.get(method)
+        theirs = paper.xs(training, level="training") if training else None
+        rows[LABELS.get(method, method)] = {
+            "median α*: ours": f"{np.median(alpha):.3g} ({alpha.min():.3g} to {alpha.max():.3g})",
+            "median α*: paper": ", ".join(f"{v:.3g}" if v < 1e4 else f"{v:.1e}" for v in theirs["median_alpha"])
+            if training else "not in it",
+            "> 95% after clipping: ours": f"{clipped.mean():.1%} ± {spread:.1%}",
+            "> 95% after clipping: paper": ", ".join(f"{v:.1%}" for v in theirs["clipped_overconfident"])
+            if training else "not in it"}
+    return pd.DataFrame(rows).T.rename_axis("method")
 
 
 def claims_frame(topic: str | None = None) -> pd.DataFrame:
@@ -174,13 +218,74 @@ def _ranking_row(norms: pd.DataFrame, where: str, family: int) -> tuple:
             "(LogitNorm)", where, words)
 
 
+def _plain_table2_rows(table2: pd.DataFrame, where: str) -> list[tuple]:
+    """Table 2's two statistics for plain (cross-entropy) training on uniform noise, over the seeds of ``table2``
+    (:func:`lnlib.tidy.table2_records`): the median α* against the paper's range, and the share still > 95%
+    confident after clipping. Measurements beside the paper's, no paired verdict (nothing to pair with)."""
+    plain = table2.query("loss == 'ce' and method == 'ce' and set == @UNIFORM_NOISE").groupby("metric")["value"]
+    alpha, clipped = plain.get_group("median_alpha"), plain.get_group("clipped_overconfident")
+    low, high = HEIN_TABLE2[("plain", "MNIST")][0], HEIN_TABLE2[("plain", "SVHN")][0]
+    median = float(np.median(alpha))
+    placed = "within" if low <= median <= high else "below" if median < low else "above"
+    lo_clip, hi_clip = HEIN_TABLE2[("plain", "MNIST")][1], HEIN_TABLE2[("plain", "SVHN")][1]
+    n = f"{len(alpha)} seed(s)"
+    return [
+        ("Table 2, plain: the median α at which uniform noise α·u is 99.9% confident",
+         f"{low:g} (MNIST) to {high:g} (SVHN) (verified)",
+         f"{median:.3g}, median over {n} of each seed's median (seeds: {alpha.min():.3g} to {alpha.max():.3g})",
+         where, f"{placed} the paper's range"),
+        ("Table 2, plain: > 95% confident on that noise clipped back into the image box",
+         f"{lo_clip:.1%} to {hi_clip:.1%} (verified)",
+         f"{clipped.mean():.1%}, mean over {n} (seeds: {clipped.min():.1%} to {clipped.max():.1%})", where,
+         "reproduced" if clipped.mean() > 0.9
+         else "not reproduced at this scale (why: the chapter 'Hein et al., claim by claim', section 5)"),
+    ]
+
+
+def _method_rows(hein: dict, family: int) -> list[tuple]:
+    """ACET and CEDA against plain training, paired by seed: Table 2's two statistics on uniform noise (log10 of
+    the median α*; the clipped share) and the AUROC against attacked noise (GOOD's measure)."""
+    table2 = hein["table2"].query("set == @UNIFORM_NOISE and metric in ('log10_median_alpha', 'clipped_overconfident')")
+    attacked = hein["noise"].query("set == 'adv. noise' and metric == 'auroc'")
+    rows = []
+    for method, name in (("acet", "ACET"), ("ceda", "CEDA")):
+        pick = lambda records: records[records["method"].isin(["ce", method])]  # noqa: E731
+        found = {m: compare(pick(table2).query("metric == @m"), [], compare="method", a=method, b="ce",
+                            family=family).iloc[0] for m in ("log10_median_alpha", "clipped_overconfident")}
+        auroc = compare(pick(attacked), [], compare="method", a=method, b="ce", family=family).iloc[0]
+        paper = {"acet": ("9.9 (CIFAR-100, as plain) to 3.0·10¹⁵ (MNIST), against plain's 1.5 to 28.1 (verified)",
+                          "0.0% to 50.2%, against plain's 98.7% to 99.9% (verified)",
+                          "98.4 (plain 34.2), MNIST vs FMNIST, GOOD (verified)"),
+                 "ceda": ("no CEDA column in Table 2", "no CEDA column in Table 2",
+                          "82.1 (plain 34.2), MNIST vs FMNIST, GOOD (verified)")}[method]
+        alpha = found["log10_median_alpha"]
+        rows += [
+            (f"Table 2, {name}: needs a larger α than plain training", paper[0],
+             f"median α* 10^{alpha['mean_b']:.2f} (plain) → 10^{alpha['mean_a']:.2f} ({name}), mean over seeds of "
+             "log10", hein["where"],
+             verdict_words(alpha, lower=f"the opposite: {name} is 99.9% confident at a smaller α",
+                           higher=f"holds: {name} needs a larger α", unit="in log10 α", scale=1, digits=2)),
+            (f"Table 2, {name}: fewer clipped noise images > 95% confident than plain", paper[1],
+             f"{found['clipped_overconfident']['mean_b']:.1%} (plain) → {found['clipped_overconfident']['mean_a']:.1%}"
+             f" ({name})", hein["where"],
+             verdict_words(found["clipped_overconfident"], lower="holds: fewer", higher="the opposite: more")),
+            (f"{name} raises the AUROC against attacked noise (ε = 0.3) over plain training", paper[2],
+             f"{100 * auroc['mean_b']:.1f} (plain) → {100 * auroc['mean_a']:.1f} ({name}), ID test vs the most "
+             "confident point near each noise image", hein["where"],
+             verdict_words(auroc, lower="the opposite: lower", higher="holds: higher")),
+        ]
+    return rows
+
+
 TESTED_ROWS = 3  # verdicts of the status page from the paired rule without the regime (FPR95 far, synthetic; accuracy)
 NEAR_ROWS = 1  # and with the open-set study (FPR95 on the classes it holds out)
 MECHANISM_ROWS = 3  # and with the mechanism chapters (norm growth after fitting; weight decay; what MSP ranks by)
+HEIN_ROWS = 6  # and with the far-away claims chapter (ACET and CEDA vs plain: α*, clipped share, attacked AUROC)
 
 
 def reproduction_status(accuracy: pd.DataFrame, ood: pd.DataFrame, rays: pd.DataFrame, scale: str,
-                        ray_scale: str, mechanism: dict | None = None, near: dict | None = None) -> pd.DataFrame:
+                        ray_scale: str, mechanism: dict | None = None, near: dict | None = None,
+                        hein: dict | None = None) -> pd.DataFrame:
     """Each claim of both papers: the paper's number with its status, ours, at ``scale`` (runs) or ``ray_scale``
     (rays), and a verdict computed from ours (never typed). Inputs are record frames of :mod:`lnlib.tidy`:
     ``accuracy`` and ``ood`` (MSP) for cross-entropy and LogitNorm runs over seeds, ``rays`` for a cross-entropy
@@ -189,15 +294,18 @@ def reproduction_status(accuracy: pd.DataFrame, ood: pd.DataFrame, rays: pd.Data
     decay, ``"scale": ranking.scale_records(runs)`` of the weight-decay chapter's, ``"ranking":
     ranking.norm_records(runs)`` of the norm-ranking chapter's, ``"where": {key: scale}}`` (each row's setting).
     ``near``: the open-set study's runs (classes held out of training), ``{"ood": tidy.ood_records(runs, ["msp"]),
-    "scale": str}``, which add a first row: FPR95 on the near-OOD set ``held_out``.
+    "scale": str}``, which add a first row: FPR95 on the near-OOD set ``held_out``. ``hein``: the far-away claims
+    chapter's runs (plain, CEDA and ACET over seeds), ``{"table2": tidy.table2_records(runs, ...), "noise":
+    tidy.noise_records(runs, ...), "where": str}``: Table 2's plain rows over seeds (else from ``rays``) and six
+    paired rows, ACET and CEDA against plain.
 
     Every comparison is the verdict rule of :mod:`lnlib.stats`: paired by seed, a bootstrap interval, an exact
     sign-flip test, Holm-corrected over all the comparisons of the page; a direction only where it holds.
     """
-    family = TESTED_ROWS + (NEAR_ROWS if near is not None else 0) + (MECHANISM_ROWS if mechanism is not None else 0)
-    ce_rays = rays.query("loss == 'ce'").groupby(["set", "metric"])["value"].mean()
-    top = ce_rays.xs("unique_top_slope", level="metric")
-    clipped = ce_rays[(UNIFORM_NOISE, "clipped_overconfident")]
+    family = (TESTED_ROWS + (NEAR_ROWS if near is not None else 0) + (MECHANISM_ROWS if mechanism is not None else 0)
+              + (HEIN_ROWS if hein is not None else 0))
+    top = rays.query("loss == 'ce'").groupby(["set", "metric"])["value"].mean().xs("unique_top_slope", level="metric")
+    paper_sets = "; the paper: MNIST, SVHN, CIFAR"
     not_run = "not run here (needs internet once and a GPU)"
     rows = [
         *([_fpr_row(near["ood"], NEAR_OOD, "near OOD (classes held out of training)", near["scale"], family)]
@@ -213,10 +321,9 @@ def reproduction_status(accuracy: pd.DataFrame, ood: pd.DataFrame, rays: pd.Data
          f"{top[TEST_IMAGES]:.1%} of test-image rays, {top[UNIFORM_NOISE]:.1%} of uniform-noise rays end in a region "
          "with one top slope (cross-entropy)", ray_scale,
          "holds" if min(top) >= 0.99 else f"holds for {min(top):.1%} of rays"),
-        ("Table 2: plain nets stay > 95% confident on clipped far-away noise",
-         f"{HEIN_TABLE2[('plain', 'MNIST')][1]:.1%} to {HEIN_TABLE2[('plain', 'SVHN')][1]:.1%} (verified)",
-         f"{clipped:.1%} (cross-entropy, uniform noise)", ray_scale + "; the paper: MNIST, SVHN, CIFAR",
-         "reproduced" if clipped > 0.9 else "not reproduced at this scale (other data and network)"),
+        *_plain_table2_rows(rays if hein is None else hein["table2"], (ray_scale if hein is None else hein["where"])
+                            + paper_sets),
+        *(_method_rows(hein, family) if hein is not None else []),
     ]
     if mechanism is not None:
         first = TESTED_ROWS + (near is not None)  # after the rows of the seed study

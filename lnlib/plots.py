@@ -418,6 +418,52 @@ def alpha_curves(panels: dict, ylabel: str, reference: dict | None = None, yscal
     return fig
 
 
+def clipped_noise(along: dict, alphas, u, classes, marks: dict | None = None, n_examples: int = 6,
+                  title: str | None = None) -> plt.Figure:
+    """What clipping scaled noise back into the image box does to a classifier (Hein et al.'s Table 2, second row).
+
+    ``along``: :func:`lnlib.faraway.clipped_along` of ``u`` (N, C, H, W) pixels on ``alphas`` (A,); ``classes``:
+    the class names. Top: the first image ``clip(α·u₀, 0, 1)`` at ``n_examples`` α of the grid, each with the
+    class it gets and its max softmax. Below, over α (log axis): the median max softmax over the N images with
+    its 10–90% band, and their mean brightness and share of saturated pixels; then the share of images given each
+    class (classes that never reach 5% are left out). ``marks``: ``{label: α}`` drawn as vertical lines below.
+    """
+    alphas = np.asarray(alphas, dtype=float)
+    fig = plt.figure(figsize=(12, 8), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 2.5])
+    picks = np.unique(np.linspace(0, len(alphas) - 1, n_examples).round().astype(int))
+    for ax, j in zip(top.subplots(1, len(picks)), picks, strict=True):
+        image = np.clip(alphas[j] * np.asarray(u[0], dtype=float), 0, 1).transpose(1, 2, 0).squeeze()
+        ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"α = {alphas[j]:.3g}\n{classes[along['predicted'][0, j]]}, {100 * along['msp'][0, j]:.0f}%",
+                     fontsize="small")
+        ax.axis("off")
+    ax_conf, ax_class = bottom.subplots(1, 2)
+    low, mid, high = np.quantile(along["msp"], [0.1, 0.5, 0.9], axis=0)
+    ax_conf.plot(alphas, 100 * mid, color=PALETTE[0], label="max softmax: median")
+    ax_conf.fill_between(alphas, 100 * low, 100 * high, color=PALETTE[0], alpha=0.15, linewidth=0,
+                         label="max softmax: 10–90%")
+    ax_conf.plot(alphas, 100 * along["brightness"].mean(0), color=PALETTE[1], linestyle="--",
+                 label="mean pixel value")
+    ax_conf.plot(alphas, 100 * along["saturated"].mean(0), color=PALETTE[2], linestyle=":",
+                 label="pixels clipped at 1")
+    ax_conf.set(xscale="log", xlabel="α (log scale)", ylabel="%", ylim=(0, 102),
+                title="The clipped images: confidence and brightness")
+    shares = np.stack([(along["predicted"] == k).mean(0) for k in range(len(classes))])  # (K, A)
+    shown = [k for k in range(len(classes)) if shares[k].max() >= 0.05]
+    for i, k in enumerate(shown):
+        ax_class.plot(alphas, 100 * shares[k], color=PALETTE[i % len(PALETTE)], label=classes[k])
+    ax_class.set(xscale="log", xlabel="α (log scale)", ylabel="share of images (%)", ylim=(0, 102),
+                 title="The class they are given")
+    for ax in (ax_conf, ax_class):
+        for j, (label, alpha) in enumerate((marks or {}).items()):
+            ax.axvline(alpha, color="0.3", linestyle=("-.", ":")[j % 2], linewidth=1.2, label=label)
+        ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)  # below: the full width
+    if title:
+        fig.suptitle(title, wrap=True)  # wrapped at the figure's edges, never clipped
+    return fig
+
+
 def over_epochs(records, panels: dict, labels: dict | None = None, marks: dict | None = None, ncols: int = 2,
                 title: str | None = None) -> plt.Figure:
     """Curves over training, one per method: the mean over seeds with a band of ±1 std (seaborn's ``sd``).

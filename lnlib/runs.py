@@ -13,6 +13,8 @@ A run lives in ``data/runs/<slug>-<hash8>/`` where ``hash8`` is :meth:`TrainConf
     logits/<set>.npz  cached logits, labels and penultimate features per evaluated set (lnlib.evaluate)
     scores/<score>-<params>/<set>.npy  cached scores that need the model itself (ODIN)
     rays/<set>-<hash>.npz  cached far-away scans along rays α·u, keyed by directions and grid (lnlib.hein.scan)
+    rays/table2-<set>-<hash>.npz  Table 2 per ray: exact α*, the clipped image's confidence (lnlib.hein.table2_rays)
+    noise/n<n>-eps<ε>-steps<k>-seed<s>.npz  logits of Hein's noise and of the attacked noise (lnlib.hein.noise_logits)
 
 Analyses over many runs (tables, figures of the book's chapters) go to ``<runs>/../analysis/<notebook>/``
 (:func:`lnlib.files.analysis_dir`). Every file is written atomically (:mod:`lnlib.files`), so a run killed at

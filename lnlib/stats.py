@@ -228,6 +228,31 @@ def compare(records: pd.DataFrame, by, pair: str = "seed", compare: str = "loss"
     return out.drop(columns="std")
 
 
+_compare = compare  # for compare_each, whose argument ``compare`` (a column name) hides the function
+
+
+def compare_each(records: pd.DataFrame, by, against: str, compare: str = "method", family: int | None = None,
+                 **options) -> pd.DataFrame:
+    """:func:`compare` of every other value of the ``compare`` column against ``against`` (e.g. CEDA, ACET and
+    LogitNorm each against plain cross-entropy), one block after another, each row naming its value in the
+    ``compare`` column; Holm's correction runs over all their rows together (or over ``family``)."""
+    by = [by] if isinstance(by, str) else list(by)
+    others = [v for v in dict.fromkeys(records[compare]) if v != against]
+    if against not in set(records[compare]) or not others:
+        raise ValueError(f"against={against!r}: the records' {compare!r} column must hold it and at least one other "
+                         f"value; it holds {sorted(map(str, set(records[compare])))}")
+    groups = len(records.drop_duplicates(by)) if by else 1
+    m = len(others) * groups if family is None else int(family)
+    blocks = [_compare(records, by, compare=compare, a=other, b=against, family=m, **options).assign(**{compare: other})
+              for other in others]
+    out = pd.concat(blocks, ignore_index=True)
+    out["p_holm"] = holm(out["p"].to_numpy(), m=m)  # one step-down over every block's rows
+    found = out["p_holm"] <= out["alpha"]
+    out["direction"] = np.where(found & (out["difference"] < 0), "lower",
+                                np.where(found & (out["difference"] > 0), "higher", "none"))
+    return out
+
+
 def verdict_words(row, lower: str = "lower", higher: str = "higher", unit: str = "points",
                   scale: float = 100.0, digits: int = 1) -> str:
     """One row of :func:`compare` in words; numbers are multiplied by ``scale`` (fractions → percent points).
@@ -253,3 +278,4 @@ def verdict_words(row, lower: str = "lower", higher: str = "higher", unit: str =
     return (f"no detectable difference ({measured}; p = {row['p']:.2g}, Holm-corrected over {m} comparisons "
             f"p = {row['p_holm']:.2g}): a difference smaller than about ±{scale * row['detectable']:.{digits}f}"
             f"{unit} could not be detected with {n} seeds")
+

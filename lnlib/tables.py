@@ -23,7 +23,11 @@ LABELS.update({name: score.label for name, score in SCORES.items()})
 LABELS.update({"val_fpr95": "FPR95 ↓, validation (symbols)", "val_accuracy": "Accuracy ↑, validation",
                "fpr95_far": "FPR95 ↓, far sets (test)", "fpr95_synthetic": "FPR95 ↓, synthetic sets (test)",
                "id_norm": "median ‖f‖₂, ID test", "ece_scaled": "ECE ↓, after temperature scaling",
-               "norm_ratio_far": "norm ratio, far sets", "norm_ratio_synthetic": "norm ratio, synthetic sets"})
+               "norm_ratio_far": "norm ratio, far sets", "norm_ratio_synthetic": "norm ratio, synthetic sets",
+               "median_alpha": "median α* (99.9%)", "log10_median_alpha": "log10 of the median α* (99.9%)",
+               "clipped_overconfident": "> 95% after clipping", "reached": "reached 99.9%",
+               "median_alpha_grid": "median α (99.9%), read off the 2^k grid",
+               "clipped_overconfident_grid": "> 95% after clipping at the grid's α"})
 ARROWS = {k: LABELS[k] for k in ("fpr95", "auroc", "aupr_in", "aupr_out")}  # the OOD metrics, in order
 LOWER_IS_BETTER = {"fpr95", "ece", "nll", "val_fpr95", "fpr95_far", "fpr95_synthetic"}
 HIGHER_IS_BETTER = {"auroc", "aupr_in", "aupr_out", "accuracy", "val_accuracy"}

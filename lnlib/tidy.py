@@ -5,7 +5,8 @@ ends with ``metric, value``; tables (:mod:`lnlib.tables`) are views of them, and
 
 - :func:`ood_records`, :func:`accuracy_records`, :func:`calibration_records`: from a run's cached outputs
   (:mod:`lnlib.evaluate`);
-- :func:`ray_records`, :func:`noise_records`: Hein et al.'s far-away statistics (:mod:`lnlib.hein`).
+- :func:`ray_records`, :func:`table2_records`, :func:`clipping_records`, :func:`noise_records`: Hein et al.'s
+  far-away statistics (:mod:`lnlib.hein`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ import torch
 from lnlib import benchmark, calibration, faraway, hein, metrics, pixel_stats, scores
 from lnlib.config import TrainConfig
 from lnlib.data import VALIDATION_OOD_SETS, run_splits
-from lnlib.devices import resolve_device
-from lnlib.evaluate import ID_TEST, ID_VAL, evaluation_sets, ood_metrics_per_set, ood_sets, outputs, predict, set_scores
+from lnlib.evaluate import ID_TEST, ID_VAL, evaluation_sets, ood_metrics_per_set, ood_sets, outputs, set_scores
 from lnlib.runs import Run
 
 
@@ -128,37 +128,68 @@ def calibration_records(runs, device="auto") -> pd.DataFrame:
 
 
 def ray_records(runs, inputs: dict[str, torch.Tensor], tau: float, alphas=faraway.ALPHAS,
-                level: float = 0.999, clipped_level: float = 0.95, device="auto") -> pd.DataFrame:
+                device="auto") -> pd.DataFrame:
     """One row per (run, set of directions, metric); columns as :func:`ood_records` plus
     ``set``. Metrics, each over the ``N`` rays of the set:
 
-    - ``median_alpha``, ``reached``, ``clipped_overconfident``: :func:`lnlib.faraway.alpha_scaling_table`;
+    - ``median_alpha``, ``reached``, ``clipped_overconfident``: Hein et al.'s Table 2 (:func:`table2_records`);
     - ``unique_top_slope``: share of rays whose final region has one top slope, so MSP → 1 (Theorem 3.1);
     - ``pattern_changes``: median number of linear regions crossed along the grid; ``median_alpha_final``;
     - ``msp_start``, ``msp_far``: median raw MSP at α = 1 and at the largest α;
     - ``normalized_start``, ``normalized_far``, ``normalized_limit``: median ``max softmax(f/(τ‖f‖))`` at α = 1,
       at the largest α, and its limit ``max softmax(Vx/(τ‖Vx‖))`` from the final region's slope.
     """
-    alphas, device = np.asarray(alphas, dtype=float), resolve_device(device)
-    rows = []
+    rows = [table2_records(runs, inputs, alphas, device)]
     for run in runs:
-        model = hein.run_pixel_model(run, device)
         for name, u in inputs.items():
             limit = hein.scan(run, name, u, alphas, device)
-            log_msp = limit.curve()
-            table = faraway.alpha_scaling_table(model, u.to(device), alphas, level, clipped_level,
-                                                log_confidence=log_msp)
-            msp = np.exp(log_msp)
+            msp = np.exp(limit.curve())
             normalized = np.exp(limit.curve(lambda f: scores.log_normalized_confidence(f, tau)))
-            values = {**table, "unique_top_slope": float((limit.limit_log_confidence == 0).mean()),
+            values = {"unique_top_slope": float((limit.limit_log_confidence == 0).mean()),
                       "pattern_changes": float(np.median(limit.pattern_changes)),
                       "median_alpha_final": float(np.median(limit.alpha_final)),
                       "msp_start": float(np.median(msp[:, 0])), "msp_far": float(np.median(msp[:, -1])),
                       "normalized_start": float(np.median(normalized[:, 0])),
                       "normalized_far": float(np.median(normalized[:, -1])),
                       "normalized_limit": float(np.median(scores.normalized_confidence(limit.slope, tau)))}
-            rows += [{**run_columns(run), "set": name, "n": len(u), "metric": k, "value": v}
-                     for k, v in values.items()]
+            rows.append(pd.DataFrame([{**run_columns(run), "set": name, "n": len(u), "metric": k, "value": v}
+                                      for k, v in values.items()]))
+    return pd.concat(rows, ignore_index=True)
+
+
+def table2_records(runs, inputs: dict[str, torch.Tensor], alphas=faraway.ALPHAS, device="auto") -> pd.DataFrame:
+    """Hein et al.'s Table 2 per run and set of directions (:func:`lnlib.faraway.table2_summary` of the cached
+    :func:`lnlib.hein.table2_rays`): metrics ``median_alpha`` (exact α* at 99.9%, median over rays), ``reached``,
+    ``clipped_overconfident`` (share > 95% after clipping back into the box) and ``log10_median_alpha`` (what a
+    paired comparison takes: α* spans orders of magnitude). One row per (run, set, metric)."""
+    rows = []
+    for run in runs:
+        for name, u in inputs.items():
+            values = faraway.table2_summary(hein.table2_rays(run, name, u, alphas, device=device))
+            values["log10_median_alpha"] = float(np.log10(values["median_alpha"]))
+            rows += [{**run_columns(run), "set": name, "n": len(u), "metric": k, "value": v} for k, v in values.items()]
+    return pd.DataFrame(rows)
+
+
+def clipping_records(runs, u: torch.Tensor, device="auto") -> pd.DataFrame:
+    """What the second row of Table 2 measures, one row per (run, metric) (uniform-noise directions ``u``, cached
+    :func:`lnlib.hein.table2_rays`). Metrics: ``median_alpha`` (the median α*), ``white_pixels`` (the median share of
+    pixels clipped to 1 in ``clip(α*·u, 0, 1)``), ``clipped_overconfident`` (the share of those images > 95%
+    confident), ``white_image_class`` and ``white_image_msp`` (the class and max softmax of an all-white image) and
+    ``as_white`` (the share of the overconfident clipped images given the white image's class; NaN if none)."""
+    rows = []
+    for run in runs:
+        rays = hein.table2_rays(run, hein.UNIFORM_NOISE, u, device=device)
+        star = torch.from_numpy(rays["alpha_star"]).view(-1, *[1] * (u.ndim - 1))
+        white_pixels = ((star * u.double()) >= 1).flatten(1).double().mean(1).numpy()
+        white = faraway.clipped_logits(hein.run_pixel_model(run, device), torch.ones_like(u[:1]), np.ones(1))
+        over = rays["clipped_msp"] > faraway.CLIPPED_LEVEL
+        values = {"median_alpha": float(np.median(rays["alpha_star"])), "white_pixels": float(np.median(white_pixels)),
+                  "clipped_overconfident": float(over.mean()), "white_image_class": int(white.argmax()),
+                  "white_image_msp": float(scores.msp(white)[0]),
+                  "as_white": float((rays["clipped_class"][over] == white.argmax()).mean()) if over.any()
+                  else float("nan")}
+        rows += [{**run_columns(run), "n": len(u), "metric": k, "value": v} for k, v in values.items()]
     return pd.DataFrame(rows)
 
 
@@ -167,23 +198,18 @@ def noise_records(runs, n: int, eps: float = 0.3, steps: int = 40, seed: int = 0
 
     The noise is :func:`lnlib.faraway.hein_noise` made from the first ``n`` ID test images; "adversarial
     noise" is :func:`lnlib.faraway.confidence_pgd` from there (``eps`` in pixels, ``steps`` steps of
-    ``eps/steps``), against each model separately. Metrics: ``mmc`` (on the OOD set) and, against all ID test
-    images, ``auroc`` and ``fpr95`` (ID positive), fractions.
+    ``eps/steps``), against each model separately (:func:`lnlib.hein.noise_logits`, cached). Metrics: ``mmc``
+    (on the OOD set) and, against all ``n_id`` ID test images, ``auroc`` and ``fpr95`` (ID positive), fractions.
     """
-    device = resolve_device(device)
     rows = []
     for run in runs:
-        cfg = run.config
-        model = hein.run_pixel_model(run, device)
-        # the draws come from CPU generators, so the noise is the same images on every device
-        noise = faraway.hein_noise(hein.test_pixels(cfg.dataset, n).to(device), torch.Generator().manual_seed(seed))
-        adversarial = faraway.confidence_pgd(model, noise, eps, steps, generator=torch.Generator().manual_seed(seed))
+        logits = hein.noise_logits(run, n, eps, steps, seed, device)
         id_logits = outputs(run, [ID_TEST], device)[ID_TEST].logits
-        for name, images in (("noise", noise), ("adv. noise", adversarial)):
-            ood_logits = predict(model, images, cfg.eval_batch_size).cpu()
-            m = metrics.ood_metrics(scores.log_msp(id_logits), scores.log_msp(ood_logits))
-            values = {"mmc": metrics.mmc(ood_logits), "auroc": m["auroc"], "fpr95": m["fpr95"]}
-            rows += [{**run_columns(run), "set": name, "n": n, "metric": k, "value": v} for k, v in values.items()]
+        for name, key in (("noise", "noise"), ("adv. noise", "adversarial")):
+            m = metrics.ood_metrics(scores.log_msp(id_logits), scores.log_msp(logits[key]))
+            values = {"mmc": metrics.mmc(logits[key]), "auroc": m["auroc"], "fpr95": m["fpr95"]}
+            rows += [{**run_columns(run), "set": name, "n": n, "n_id": len(id_logits), "metric": k, "value": v}
+                     for k, v in values.items()]
     return pd.DataFrame(rows)
 
 

@@ -120,15 +120,71 @@ def test_ray_limit_does_not_depend_on_the_chunk_size():
     assert (whole.pattern_changes == chunked.pattern_changes).all() and np.allclose(whole.slope, chunked.slope)
 
 
+def test_alpha_star_of_a_linear_model_is_the_closed_form():
+    """Two classes, f(z) = Wz + b: the margin along the ray is α·a + c with a = (w₁ − w₂)·x and c = b₁ − b₂, the
+    confidence is sigmoid(|α·a + c|), so it first reaches p at α* = (logit(p) − c)/a (for a > 0 and c < logit p)."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(3, 2).double()
+    x = torch.rand(40, 3, generator=torch.Generator().manual_seed(1)).double()
+    with torch.no_grad():
+        linear.bias.copy_(torch.tensor([-2.0, 1.0]))
+        w = linear.weight
+        a = (x @ (w[0] - w[1])).numpy()
+        x[a < 0] *= -1  # every ray rises towards class 0
+        a = np.abs(a)
+    level, c = 0.999, -3.0
+    exact = np.maximum((np.log(level / (1 - level)) - c) / a, 1.0)  # the scan starts at α = 1
+    alphas = 2.0 ** np.arange(0, 40)
+    found = faraway.alpha_star(linear, x, level, alphas, rtol=1e-9)
+    assert np.allclose(found, exact, rtol=2e-9) and (found >= exact).all()  # returned from the side that reaches
+    grid = faraway.alpha_threshold(faraway.alpha_curve(linear, x, alphas), alphas, level)
+    assert (grid >= found).all() and (grid > 1.2 * found).mean() > 0.3  # the power-of-2 grid overstates it
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_alpha_star_agrees_with_a_brute_force_scan_of_a_relu_network(seed):
+    model = _mlp(seed, d=4, k=5)
+    x = torch.rand(50, 4, generator=torch.Generator().manual_seed(seed))
+    found = faraway.alpha_star(model, x, 0.999, rtol=1e-6)
+    assert np.isfinite(found).all() and (found >= 1).all()
+    curve = faraway.alpha_curve(model, x)  # the grid's first α reached: from the whole curve, or ray by ray
+    assert np.array_equal(faraway.first_on_grid(model, x), faraway.alpha_threshold(curve, faraway.ALPHAS))
+    octaves = int(np.ceil(np.log2(found.max()))) + 1
+    fine = np.geomspace(1, 2.0 ** octaves, octaves * 1024 + 1)  # 2^(1/1024) apart: brute force
+    first = faraway.alpha_threshold(faraway.alpha_curve(model, x, fine), fine, 0.999)
+    index = np.searchsorted(fine, first)
+    below = fine[np.maximum(index - 1, 0)]
+    # the crossing found lies in the fine step where the brute-force scan first reaches the level
+    assert ((found <= first * (1 + 1e-12)) & ((found > below) | (index == 0))).all()
+    assert faraway.agrees_with_grid(model, x, found, fine).all()  # the chapter's check says the same
+    assert not faraway.agrees_with_grid(model, x, 1.01 * found, fine).all()  # and can fail
+    with torch.no_grad():
+        at = scores.msp(faraway.float64_model(model)(torch.from_numpy(found)[:, None] * x.double()))
+    assert (at >= 0.999).all()
+
+
+def test_alpha_star_says_where_rays_start_confident_or_never_get_there():
+    model = _mlp(1, d=3, k=3)
+    x = torch.rand(10, 3, generator=torch.Generator().manual_seed(0))
+    curve = faraway.alpha_curve(model, x, [1.0, 2.0, 4.0])
+    reached_at_start = np.exp(curve[:, 0]) >= 0.6
+    found = faraway.alpha_star(model, x, 0.6, [1.0, 2.0, 4.0])
+    assert (found[reached_at_start] == 1.0).all()  # the scan starts at the grid's first α
+    flat = torch.nn.Linear(3, 3, bias=False)  # tiny logits up to α = 2: about 1/3 each, never 99.9%
+    assert np.isinf(faraway.alpha_star(flat, 1e-6 * x, 0.999, [1.0, 2.0])).all()
+    with pytest.raises(ValueError, match="rtol=0"):
+        faraway.alpha_star(model, x, rtol=0)
+
+
 def test_alpha_scaling_table_matches_its_definition_on_a_pixel_cnn():
     torch.manual_seed(0)
     model = faraway.pixel_model(create_model("small_cnn", (1, 12, 12), 4), mean=(0.3,), std=(0.2,))
     u = torch.rand(30, 1, 12, 12, generator=torch.Generator().manual_seed(0))
     alphas = 2.0 ** np.arange(0, 40)
     table = faraway.alpha_scaling_table(model, u, alphas)
-    threshold = faraway.alpha_threshold(faraway.alpha_curve(model, u, alphas), alphas, 0.999)
+    threshold = faraway.alpha_star(model, u, 0.999)  # on its own grid, 2^(k/8)
     assert table["median_alpha"] == np.median(threshold) and table["reached"] == np.isfinite(threshold).mean()
-    at = np.where(np.isfinite(threshold), threshold, alphas[-1])
+    at = np.where(np.isfinite(threshold), threshold, faraway.SEARCH_ALPHAS[-1])
     with torch.no_grad():
         direct = [scores.msp(model(torch.clamp(float(a) * u[i:i + 1], 0, 1)))[0] for i, a in enumerate(at)]
     assert table["clipped_overconfident"] == pytest.approx(np.mean(np.array(direct) > 0.95))

@@ -11,7 +11,7 @@ from lnlib.runs import Run
 NB = REPO / "nbs" / "train.ipynb"
 # chapters that take a number of seeds
 COMPARISONS = ["ood_results", "scoring_functions", "norm_ranking", "weight_decay", "calibration", "tau_ablation",
-               "paper_regime"]
+               "paper_regime", "hein_claims"]
 
 
 def _run(tmp_path, notebook=NB, **parameters):
@@ -102,23 +102,29 @@ EXPECTED = {  # notebook -> (extra parameters, words its output must contain, fi
                     ["records.csv", "reliability.png"]),
     "tau_ablation": ({"seeds": 1, "taus": [0.04, 0.3]}, ["cross-entropy", "FPR95 ↓, validation (symbols)"],
                      ["records.csv", "tau_ablation.png", "table.csv"]),
-    "relu_far_away": ({"pgd_steps": 2, "n_rays": 40, "n_noise": 100, "attack_steps": 5, "toy_iterations": 100},
+    "relu_far_away": ({"pgd_steps": 2, "n_rays": 20, "n_noise": 50, "attack_steps": 3, "toy_iterations": 100},
                       ["CEDA", "ACET", "median α (99.9%)", "clipped > 95%", "normalised limit from V_t x",
                        "largest |measured at α = 2^60 − limit from the slope|", "adv. noise"],
                       ["toy_confidence.png", "toy_regions.png", "alpha_curves.png", "normalized_curves.png",
                        "table2.csv", "bridge.csv", "detection_records.csv"]),
+    "hein_claims": ({"seeds": 2, "pgd_steps": 2, "n_rays": 20, "n_noise": 50, "attack_steps": 3},
+                    ["2^(1/64) grid", "median α*: paper", "3e+15", "GOOD", "AUROC vs attacked noise (%)",
+                     "Holm over 12", "read off the 2^k grid"],
+                    ["records.csv", "paired.csv", "per_seed.png", "clipped_noise.png"]),
     "paper_regime": ({"seeds": 1, "milestones": [1], "train_subset": 1000, "history_every": 1, "ood_every": 1},
                      ["steps_after_fit", "at_fit", "CE, no weight decay", "CE, weight decay 0.0005", "end − fitted"],
                      ["fitting.png", "ood_along_training.svg", "along_training.csv", "history_records.csv",
                       "growth_after_fit.csv", "changes_after_fit.csv"]),
-    "reproduction_status": ({"seeds": 1, "open_seeds": 1, "mechanism_seeds": 1, "n_rays": 20},
+    "reproduction_status": ({"seeds": 1, "open_seeds": 1, "mechanism_seeds": 1, "hein_seeds": 2, "pgd_steps": 2,
+                             "n_rays": 20, "n_noise": 50, "attack_steps": 3},
                             ["verdict", "not run", "Theorem 3.1", "near OOD", "far OOD sets", "weight decay",
-                             "follows the logit norm", "no verdict possible"], ["status.csv"]),
+                             "follows the logit norm", "no verdict possible", "Table 2, ACET", "Table 2, CEDA",
+                             "attacked noise", "GOOD"], ["status.csv"]),
 }
 
 
 SEED_STUDY_CHAPTERS = ("ood_results", "scoring_functions", "norm_ranking", "weight_decay", "tau_ablation",
-                       "reproduction_status", "calibration")
+                       "reproduction_status", "calibration", "relu_far_away", "hein_claims")
 
 
 def _quick_book_output(name):
@@ -255,6 +261,7 @@ def test_run_it_yourself_rejects_an_unknown_case_before_timing(tmp_path, runs_ro
     ("paper_regime", "weight_decay", 0.0), ("weight_decay", "loss", "ce"), ("reproduction_status", "seed", 3),
     ("logit_norm_growth", "loss", "ce"),
     ("confidence_histograms", "loss", "ce"), ("relu_far_away", "outlier", "acet"), ("relu_far_away", "loss", "ce"),
+    ("hein_claims", "outlier", "ceda"), ("hein_claims", "seed", 1),
 ])
 def test_a_parameter_the_chapter_sets_itself_fails_instead_of_being_ignored(tmp_path, runs_root, name, parameter,
                                                                               value):

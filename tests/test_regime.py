@@ -152,7 +152,8 @@ def test_the_status_rows_of_the_regime():
 
 
 @pytest.mark.parametrize("name", ["ood_results", "scoring_functions", "norm_ranking", "weight_decay",
-                                  "reproduction_status", "tau_ablation", "calibration"])
+                                  "reproduction_status", "tau_ablation", "calibration", "hein_claims",
+                                  "relu_far_away"])
 def test_the_chapters_that_state_verdicts_share_the_seed_study(name):
     """They must agree to share their runs (a chapter with fewer seeds reads the first ones); and a page of a dozen
     Holm-corrected verdicts needs >= 9 seeds."""
@@ -169,8 +170,12 @@ def test_the_chapters_that_state_verdicts_share_the_seed_study(name):
     if name in ("ood_results", "reproduction_status"):  # the headline verdicts
         assert defaults["seeds"] == SEED_STUDY_SEEDS >= 9
         assert defaults["open_seeds"] == SECONDARY_SEEDS >= 9
-    elif name != "tau_ablation":  # the τ grid takes fewer seeds per τ
-        assert defaults["seeds"] == SECONDARY_SEEDS >= 9
+    if name in ("relu_far_away", "hein_claims", "reproduction_status"):  # the far-away chapters' runs and scans
+        far = {k: eval(v["default"]) for k, v in pm.inspect_notebook(REPO / "nbs" / "hein_claims.ipynb").items()}
+        assert all(defaults[k] == far[k] for k in ("pgd_steps", "n_rays", "n_noise", "attack_steps"))
+        assert defaults.get("hein_seeds", far["seeds"]) == far["seeds"] == SECONDARY_SEEDS
+    if name not in ("tau_ablation", "relu_far_away", "reproduction_status"):  # the τ grid takes fewer seeds per
+        assert defaults["seeds"] == SECONDARY_SEEDS >= 9  # τ, the far-away chapter seed 0; the status page: above
 
 
 def test_history_every_is_checked_and_off_keeps_old_hashes():

@@ -231,3 +231,19 @@ def test_compare_no_detectable_difference():
     assert words.startswith("no detectable difference")
     assert words.endswith(f"a difference smaller than about ±{100 * expected:.1f} points could not be detected "
                           "with 10 seeds")
+
+
+def test_compare_each_pairs_every_method_with_the_baseline_and_corrects_over_all_of_them():
+    seeds = np.arange(10)
+    records = pd.DataFrame([{"method": m, "seed": s, "metric": q, "value": base + s / 100}
+                            for m, base in (("ce", 0.5), ("ceda", 0.5), ("acet", 0.9)) for s in seeds
+                            for q in ("auroc", "clipped")])
+    found = stats.compare_each(records, "metric", against="ce")
+    assert list(zip(found["method"], found["metric"], strict=True)) == [("ceda", "auroc"), ("ceda", "clipped"),
+                                                           ("acet", "auroc"), ("acet", "clipped")]
+    assert (found["m"] == 4).all() and found["difference"].round(9).tolist() == [0.0, 0.0, 0.4, 0.4]
+    assert found["direction"].tolist() == ["none", "none", "higher", "higher"]
+    assert found.loc[2, "p_holm"] == pytest.approx(4 * 2 / 2**10)  # the smallest p, times the four comparisons
+    assert (stats.compare_each(records, "metric", against="ce", family=12)["m"] == 12).all()
+    with pytest.raises(ValueError, match="against='plain'"):
+        stats.compare_each(records, "metric", against="plain")

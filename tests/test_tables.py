@@ -111,8 +111,10 @@ def _metric_records(values: dict, metric: str, sets=("digits", "gaussian_noise")
 def _rays(top: float, clipped: float) -> pd.DataFrame:
     from lnlib.hein import TEST_IMAGES, UNIFORM_NOISE
 
-    return pd.DataFrame([{"loss": "ce", "set": s, "metric": m, "value": v} for s in (TEST_IMAGES, UNIFORM_NOISE)
-                         for m, v in (("unique_top_slope", top), ("clipped_overconfident", clipped))])
+    return pd.DataFrame([{"loss": "ce", "method": "ce", "set": s, "metric": m, "value": v}
+                         for s in (TEST_IMAGES, UNIFORM_NOISE)
+                         for m, v in (("unique_top_slope", top), ("clipped_overconfident", clipped),
+                                      ("median_alpha", 3.2))])
 
 
 TEN = np.arange(10) / 1000  # ten seeds whose values differ a little
@@ -138,7 +140,47 @@ def test_reproduction_verdicts_follow_the_paired_corrected_rule(ce, ln, verdict)
         assert f"p = {3 * 2 / 1024:.2g}" in far["verdict"]
     assert (status.loc[status.index.str.startswith("Table 1"), "verdict"] == "not run").all()
     assert status.filter(like="Theorem 3.1", axis=0)["verdict"].item() == "holds"
-    assert status.filter(like="Table 2", axis=0)["verdict"].item().startswith("not reproduced")
+    assert status.filter(like="Table 2, plain: > 95%", axis=0)["verdict"].item().startswith("not reproduced")
+    assert status.filter(like="Table 2, plain: the median α", axis=0)["verdict"].item() == "within the paper's range"
+
+
+def _hein(seeds=10):
+    """table2 and noise records of plain, CEDA and ACET runs: ACET needs a 100× larger α, is never overconfident
+    after clipping and keeps its AUROC under attack; CEDA is plain on the first two and in between on the last."""
+    from lnlib.hein import UNIFORM_NOISE
+
+    base = {"ce": (0.5, 0.30, 0.05), "ceda": (0.5, 0.30, 0.50), "acet": (2.5, 0.0, 0.95)}
+    table2, noise = [], []
+    for method, (log_alpha, clipped, attacked) in base.items():
+        for s in range(seeds):
+            row = {"loss": "ce", "method": method, "seed": s, "set": UNIFORM_NOISE}
+            table2 += [{**row, "metric": "log10_median_alpha", "value": log_alpha + s / 1000},
+                       {**row, "metric": "median_alpha", "value": 10 ** (log_alpha + s / 1000)},
+                       {**row, "metric": "clipped_overconfident", "value": clipped + s / 1000}]
+            noise += [{**row, "set": "adv. noise", "metric": "auroc", "value": attacked + s / 1000}]
+    return {"table2": pd.DataFrame(table2), "noise": pd.DataFrame(noise), "where": "far-away claims"}
+
+
+def test_the_status_rows_of_hein_et_al_are_paired_against_plain_training():
+    n = 10
+    accuracy = _metric_records({"ce": [0.90] * n, "logitnorm": [0.91] * n}, "accuracy", sets=[None])
+    ood = _metric_records({"ce": 0.70 + TEN, "logitnorm": 0.50 + TEN[::-1]}, "fpr95")
+    status = paper.reproduction_status(accuracy, ood, _rays(1.0, 0.0), "s", "r", hein=_hein())
+    verdicts = status["verdict"]
+    assert verdicts["Table 2, ACET: needs a larger α than plain training"].startswith("holds: ACET needs a larger α")
+    assert "Holm-corrected over 9 comparisons" in verdicts["Table 2, ACET: needs a larger α than plain training"]
+    assert verdicts["Table 2, ACET: fewer clipped noise images > 95% confident than plain"].startswith("holds: fewer")
+    assert verdicts["Table 2, CEDA: needs a larger α than plain training"].startswith("no detectable difference")
+    attacked = status.loc["CEDA raises the AUROC against attacked noise (ε = 0.3) over plain training"]
+    assert attacked["verdict"].startswith("holds: higher") and "5.5 (plain) → 50.4 (CEDA)" in attacked["ours"]
+    assert "82.1" in attacked["paper"] and attacked["scale"] == "far-away claims"
+    plain = status.loc["Table 2, plain: the median α at which uniform noise α·u is 99.9% confident"]
+    assert plain["ours"].startswith("3.2, median over 10 seed(s)") and plain["verdict"] == "within the paper's range"
+    assert status.filter(like="Table 2, plain: > 95%", axis=0)["ours"].item().startswith("30.4%, mean over 10")
+    table = paper.table2_comparison(_hein()["table2"], ["ce", "ceda", "acet"])
+    assert table.loc["ACET", "median α*: paper"] == "3.0e+15, 49.8, 45.3, 9.9"
+    assert table.loc["CEDA", "median α*: paper"] == "not in it"
+    assert table.loc["CE", "median α*: ours"] == "3.2 (3.16 to 3.23)"
 
 
 def test_the_near_ood_set_gets_its_own_status_row_counted_in_the_correction():
