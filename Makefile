@@ -41,12 +41,8 @@ lint: venv
 test: data lint
 	$(PY) -m pytest
 
-# WORKERS=2: chapters train the runs they ask for together two at a time, one thread each (lnlib.train.
-# load_or_train_all). Off by default: on this project's Intel machine one thread trains at half the speed of two,
-# so two side by side gained nothing (41.9 s against 43.1 s for two runs); where one thread is faster than half, it helps.
-WORKERS ?= 1
 notebooks: data
-	LNLIB_TRAIN_WORKERS=$(WORKERS) $(PY) book/execute.py --profile $(PROFILE)
+	$(PY) book/execute.py --profile $(PROFILE)
 
 # MathJax 3 from the npm registry (SHA-512 checked) into book/static/: the built book reads offline.
 mathjax: venv
@@ -54,7 +50,7 @@ mathjax: venv
 
 # The chapters, then Sphinx; both timed into _build/timings-<profile>.json, with progress lines as it goes.
 book: data mathjax
-	LNLIB_TRAIN_WORKERS=$(WORKERS) $(PY) book/execute.py --profile $(PROFILE) --sphinx
+	$(PY) book/execute.py --profile $(PROFILE) --sphinx
 	@echo "open _build/html/index.html"
 
 # Training throughput, side by side in one process: lnlib's loop, a torchvision DataLoader loop, matmul FLOP/s.

@@ -245,6 +245,10 @@ class TrainConfig:
         runs made before those fields existed. ``eval_batch_size`` says how the outputs are batched, not what is trained
         (in eval mode each image's logits do not depend on its batch: bit-identical on CPU, see
         tests/test_train.py), so every value hashes as 1000, its default when the first runs were named.
+        ``device`` and ``precision`` are hashed as given, ``'auto'`` unresolved, so that a run's name does not depend
+        on the machine that asks for it (resolving them would rename every cached run): under ``'auto'`` a GPU run
+        (bf16 autocast) and a CPU run (fp32) share a name, so a runs folder belongs to one kind of machine;
+        ``env.json`` records the device each run used, and with it the precision ``'auto'`` chose.
         """
         d = self.to_dict()
         if d["loss"] == "ce":

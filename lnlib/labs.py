@@ -33,7 +33,7 @@ import torch
 
 from lnlib import faraway, losses, metrics, scores
 from lnlib.config import PRESETS, TrainConfig
-from lnlib.train import logit_stats
+from lnlib.monitor import logit_stats
 
 LABS_DIR = Path(__file__).resolve().parents[1] / "nbs" / "labs"
 

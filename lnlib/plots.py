@@ -14,6 +14,7 @@ if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_
     matplotlib.use("Agg")  # headless by default; notebooks keep their inline backend
 import matplotlib.lines  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.text  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -502,11 +503,42 @@ def over_epochs(records, panels: dict, labels: dict | None = None, marks: dict |
     return fig
 
 
+def text_outside(fig: plt.Figure, tolerance: float = 2.0) -> list[str]:
+    """The texts of ``fig`` that reach beyond its edges by more than ``tolerance`` pixels once drawn (titles, axis
+    labels, legends, drawn tick labels): what a reader would see cut off. An empty list when everything fits."""
+    fig.draw_without_rendering()  # lay out as saving does (constrained layout included)
+    renderer = fig.canvas.get_renderer()
+
+    def cut(artist) -> bool:
+        box = artist.get_window_extent(renderer) if isinstance(artist, matplotlib.text.Text) else artist
+        return (box.x0 < -tolerance or box.y0 < -tolerance or box.x1 > fig.bbox.width + tolerance
+                or box.y1 > fig.bbox.height + tolerance)
+
+    def shown(text) -> bool:
+        return text.get_visible() and bool(text.get_text().strip())
+
+    in_axes = {id(t) for ax in fig.axes for t in ax.findobj(matplotlib.text.Text)}  # judged with their axes below
+    outside = [t.get_text() for t in fig.findobj(matplotlib.text.Text)
+               if id(t) not in in_axes and shown(t) and cut(t)]  # suptitles, figure legends
+    for ax in fig.axes:
+        if not ax.get_visible() or not cut(ax.get_tightbbox(renderer)):  # the tight box: only what is drawn
+            continue
+        legend = ax.get_legend()
+        named = [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts, *(legend.get_texts() if legend else [])]
+        outside += [t.get_text() for t in named if shown(t) and cut(t)] or [f"tick labels of {ax.get_title()!r}"]
+    return outside
+
+
 def save(fig: plt.Figure, path_without_suffix: Path) -> None:
-    """Save ``fig`` as PNG (150 dpi) and SVG next to each other (``<path>.png``, ``<path>.svg``).
+    """Save ``fig`` as PNG (150 dpi) and SVG next to each other (``<path>.png``, ``<path>.svg``), after checking that
+    no text runs off its edges (:func:`text_outside`): a cut-off title or legend raises ``ValueError`` naming it.
 
     Returns nothing, so that a notebook cell ending with it shows the figure, not a list of paths."""
     base = Path(path_without_suffix)
+    cut = text_outside(fig)
+    if cut:
+        raise ValueError(f"the figure {base.name} would show these texts cut off at its edges: {cut}; make the figure "
+                         "wider, wrap the text or move the legend inside")
     base.parent.mkdir(parents=True, exist_ok=True)
     paths = [base.with_suffix(".png"), base.with_suffix(".svg")]
     fig.savefig(paths[0], dpi=150)

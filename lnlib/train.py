@@ -8,7 +8,8 @@ norm ‖f(x)‖₂ and of the max-softmax confidence on ID train, ID test and on
 history.csv (every epoch, or every ``cfg.history_every``-th: :func:`measured`) and a checkpoint atomically; at
 the end the model's outputs on every evaluation set are cached and metrics.json is written, last. With
 ``cfg.ood_every`` it also follows MSP-based OOD detection along
-training (:func:`ood_along_training`, ``ood_history.csv``). A killed run resumes from its last finished epoch
+training (:func:`lnlib.monitor.ood_along_training`, ``ood_history.csv``); what is measured each epoch is
+:mod:`lnlib.monitor`'s. A killed run resumes from its last finished epoch
 and continues exactly as if it had never stopped: the random streams of epoch e are seeded from
 ``(cfg.seed, e)`` alone.
 
@@ -21,34 +22,28 @@ step, channels_last; on GPU also bf16 autocast and fused SGD.
 
 from __future__ import annotations
 
-import collections
-import json
 import math
-import os
 import shutil
-import subprocess
 import sys
-import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm  # text bar, shown only on a terminal (tqdm.auto warns without ipywidgets)
 
-from lnlib import distributed, metrics, scores
+from lnlib import distributed, metrics
 from lnlib.config import QUICK_EVAL_SIZE, TrainConfig
 from lnlib.data import ID_SETS, run_splits, to_device
 from lnlib.devices import resolve_device
 from lnlib.distributed import SINGLE, Ranks
-from lnlib.evaluate import ID_TEST, ID_VAL, check_data, compute_outputs, evaluation_sets, ood_table, predict
+from lnlib.evaluate import ID_TEST, ID_VAL, check_data, compute_outputs, evaluation_sets, ood_table
 from lnlib.faraway import confidence_pgd, hein_noise
 from lnlib.files import atomic_torch_save, atomic_write_json, load_tensors
 from lnlib.losses import confidence_logits, make_loss, max_log_confidence
 from lnlib.models import build_model
+from lnlib.monitor import measure, ood_along_training
 from lnlib.runs import Run, environment
 
 # Training images on which the per-epoch statistics (clean accuracy, ‖f‖, MSP) are measured: all of the paper
@@ -179,7 +174,8 @@ def train_epoch(net: Net, train_x: torch.Tensor, train_y: torch.Tensor, epoch: i
         if cfg.augment:
             x = augment(x, 4 if spec.shape[1] >= 32 else 2, generator, mean, std)
         if cfg.outlier:  # Hein et al.: as many noise images as clean ones, made from this very batch
-            x = torch.cat([x, outlier_batch(cfg, net.model, x, mean, std, head, generator, net.autocast)])
+            x = torch.cat([x, outlier_batch(cfg, net.model, x, mean=mean, std=std, head=head, generator=generator,
+                                            autocast=net.autocast)])
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         for group in net.optimizer.param_groups:
@@ -289,8 +285,10 @@ def augment(x: torch.Tensor, pad: int, generator: torch.Generator, mean: torch.T
     return torch.where(flip[:, None, None, None], out.flip(3), out)
 
 
-def outlier_batch(cfg: TrainConfig, model, x, mean, std, head, generator, autocast=nullcontext) -> torch.Tensor:
-    """The noise half of a CEDA/ACET batch, normalised like ``x`` (N, C, H, W).
+def outlier_batch(cfg: TrainConfig, model, x, *, mean, std, head, generator, autocast=nullcontext) -> torch.Tensor:
+    """The noise half of a CEDA/ACET batch, normalised like ``x`` (N, C, H, W) with ``mean`` and ``std``
+    (1, C, 1, 1); ``head`` maps logits to those whose confidence ACET raises (:func:`lnlib.losses.confidence_logits`),
+    ``generator`` draws the noise and the attack's start, ``autocast`` is the step's precision context.
 
     CEDA: :func:`~lnlib.faraway.hein_noise` made from the (augmented) clean batch ``x``. ACET: from there,
     ``cfg.pgd_steps`` steps of :func:`~lnlib.faraway.confidence_pgd` towards the most confident point within
@@ -302,55 +300,6 @@ def outlier_batch(cfg: TrainConfig, model, x, mean, std, head, generator, autoca
             noise = confidence_pgd(model, noise, cfg.pgd_eps, cfg.pgd_steps, to_input=lambda u: (u - mean) / std,
                                    generator=generator, head=head)
     return (noise - mean) / std
-
-
-def logit_stats(logits: torch.Tensor, prefix: str) -> dict[str, float]:
-    """Mean and 10/50/90th percentiles of ‖f‖₂, and mean max-softmax confidence, of logits (N, K)."""
-    norms = torch.linalg.vector_norm(logits.double(), dim=1)
-    q = torch.quantile(norms, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64, device=norms.device))
-    msp = torch.softmax(logits.double(), dim=1).amax(dim=1)
-    return {f"{prefix}_norm_mean": norms.mean().item(), f"{prefix}_norm_p10": q[0].item(),
-            f"{prefix}_norm_p50": q[1].item(), f"{prefix}_norm_p90": q[2].item(),
-            f"{prefix}_msp_mean": msp.mean().item()}
-
-
-def measure(model: torch.nn.Module, monitor: dict, batch_size: int) -> tuple[dict[str, float], dict]:
-    """The per-epoch measurements, in eval mode: test accuracy and cross-entropy, clean training accuracy,
-    and :func:`logit_stats` of ``monitor``'s ``train`` (probe), ``test`` and ``ood`` sets ``(x, labels)``.
-
-    Returns ``(row, logits)``: the measurements, and the logits ``(N, K)`` of ``test`` and ``ood``, which
-    :func:`ood_along_training` reuses."""
-    (probe_x, probe_y), (test_x, test_y), (ood_x, _) = monitor["train"], monitor["test"], monitor["ood"]
-    test_logits = predict(model, test_x, batch_size)
-    row = {"test_acc": (test_logits.argmax(1) == test_y).float().mean().item(),
-           "test_ce": F.cross_entropy(test_logits, test_y).item()}
-    probe_logits, ood_logits = predict(model, probe_x, batch_size), predict(model, ood_x, batch_size)
-    row["train_eval_acc"] = (probe_logits.argmax(1) == probe_y).float().mean().item()  # clean, eval mode
-    row.update(**logit_stats(probe_logits, "train"), **logit_stats(test_logits, "test"),
-               **logit_stats(ood_logits, "ood"))
-    return row, {"test": test_logits, "ood": ood_logits}
-
-
-def ood_along_training(model: torch.nn.Module, tracked: dict, batch_size: int, row: dict,
-                       known: dict | None = None) -> list[dict]:
-    """One row per OOD set of ``tracked`` (``{set: x}``, ID test under ``ID_TEST``): MSP ``fpr95`` (ID positive)
-    and ``auroc`` against the ID test set, the set's mean ‖f‖ and MSP, beside this epoch's clean training
-    accuracy and mean train/test ‖f‖ from the history ``row``. ``known``: ``{set: logits}`` this model already
-    gave (the ID test and monitor sets from :func:`measure`), used instead of a second forward pass."""
-    known = known or {}
-    by_set = {name: (known[name] if name in known else predict(model, x, batch_size)).cpu().numpy()
-              for name, x in tracked.items()}
-    id_scores = scores.log_msp(by_set[ID_TEST])
-    keep = ("epoch", "train_eval_acc", "train_norm_mean", "test_norm_mean", "test_acc")
-    rows = []
-    for name, logits in by_set.items():
-        if name == ID_TEST:
-            continue
-        m = metrics.ood_metrics(id_scores, scores.log_msp(logits))
-        rows.append({**{k: row[k] for k in keep}, "ood_set": name, "fpr95": m["fpr95"], "auroc": m["auroc"],
-                     "ood_norm_mean": float(np.linalg.norm(logits.astype(np.float64), axis=1).mean()),
-                     "ood_msp_mean": metrics.mmc(logits)})
-    return rows
 
 
 # ------------------------------------------------------------------------------------------ run once
@@ -379,77 +328,10 @@ def load_or_train(cfg: TrainConfig, root: Path | None = None, progress: bool | N
     return run
 
 
-WORKERS_ENV = "LNLIB_TRAIN_WORKERS"  # how many runs load_or_train_all trains side by side on a CPU (default 1)
-
-
-def load_or_train_all(cfgs, root: Path | None = None, progress: bool | None = None,
-                      workers: int | None = None) -> list[Run]:
-    """:func:`load_or_train` for each config, in order; every config is validated before any training.
-
-    ``workers`` (default ``$LNLIB_TRAIN_WORKERS``, else 1): on a CPU, the runs still to train are trained that many
-    at a time, each in its own process with ``torch.get_num_threads() // workers`` threads (at least 1). That pays
-    where one thread trains faster than half as fast as two (``benchmarks/train_throughput.py --variants
-    threads=1``: 0.67× on the README's AMD machine); on a machine where it is 0.5×, it gains nothing. Each run is
-    the same as when trained alone with that many threads; ``env.json`` records the count. On a GPU, and under
-    torchrun, the runs train one by one.
-    """
+def load_or_train_all(cfgs, root: Path | None = None, progress: bool | None = None) -> list[Run]:
+    """:func:`load_or_train` for each config, in order; every config is validated before any training, so a bad
+    one fails before the first run starts."""
     cfgs = list(cfgs)
     for cfg in cfgs:
         cfg.validate()
-    workers = int(os.environ.get(WORKERS_ENV) or 1) if workers is None else workers
-    if not (isinstance(workers, int) and workers >= 1):
-        raise ValueError(f"workers={workers!r} must be an integer >= 1 (or set {WORKERS_ENV})")
-    todo = list({c.content_hash(): c for c in cfgs if not Run.for_config(c, root).is_complete()}.values())
-    if (workers > 1 and len(todo) > 1 and distributed.launched().world == 1
-            and all(resolve_device(c.device).type == "cpu" for c in todo)):
-        for cfg in todo:
-            check_data(cfg)  # a missing set fails here, not in a worker
-        train_side_by_side(todo, root, workers, threads=max(1, torch.get_num_threads() // workers))
     return [load_or_train(cfg, root, progress) for cfg in cfgs]
-
-
-def train_side_by_side(cfgs: list[TrainConfig], root: Path | None, workers: int, threads: int) -> None:
-    """Train ``cfgs`` in ``workers`` processes at a time (``python -c``, ``threads`` torch threads each), relaying
-    their lines prefixed with the run; the first that fails stops the others and raises, with its last lines.
-    A stopped run resumes from its last finished epoch next time."""
-    pending, running = list(cfgs), []  # running: (cfg, process, its last lines)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    code = ("import json, sys; from lnlib.train import train_in_process; "
-            "train_in_process(json.loads(sys.argv[1]), sys.argv[2] or None, int(sys.argv[3]))")
-
-    def relay(process, name, tail):
-        for line in process.stdout:
-            tail.append(line)
-            print(f"[{name}] {line}", end="", flush=True)
-
-    try:
-        while pending or running:
-            while pending and len(running) < workers:
-                cfg = pending.pop(0)
-                process = subprocess.Popen([sys.executable, "-c", code, json.dumps(cfg.to_dict()), str(root or ""),
-                                            str(threads)], env=env, stdout=subprocess.PIPE,
-                                           stderr=subprocess.STDOUT, text=True)
-                tail = collections.deque(maxlen=30)
-                relayed = threading.Thread(target=relay, args=(process, cfg.slug(), tail), daemon=True)
-                relayed.start()
-                running.append((cfg, process, tail, relayed))
-            for job in list(running):
-                cfg, process, tail, relayed = job
-                if process.poll() is None:
-                    continue
-                relayed.join()
-                running.remove(job)
-                if process.returncode != 0:
-                    raise RuntimeError(f"training {Run.for_config(cfg, root).path.name} in a worker process failed "
-                                       f"(exit code {process.returncode}); its last lines:\n" + "".join(tail))
-            time.sleep(0.2)
-    finally:
-        for _, process, _, _ in running:  # on an error or Ctrl+C: stop the others (they resume next time)
-            process.terminate()
-            process.wait()
-
-
-def train_in_process(config: dict, root: Path | str | None, threads: int) -> str:
-    """One worker of :func:`load_or_train_all`: ``load_or_train`` with ``threads`` torch threads; the run folder."""
-    torch.set_num_threads(threads)
-    return str(load_or_train(TrainConfig.from_dict(config), Path(root) if root else None, progress=False).path)

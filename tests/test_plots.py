@@ -99,3 +99,31 @@ def test_a_long_title_is_wrapped_inside_the_figure(tmp_path):
     renderer = fig.canvas.get_renderer()
     box = fig._suptitle.get_window_extent(renderer)
     assert 0 <= box.x0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height, (box, fig.bbox)
+
+
+def test_a_text_cut_off_at_the_edge_is_found_and_such_a_figure_is_not_saved(tmp_path):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    fig.subplots_adjust(left=0.2, bottom=0.2)  # room for the tick labels
+    ax.plot([0, 1], [0, 1], label="a legend entry far too long to stay inside a figure this narrow")
+    assert plots.text_outside(fig) == []  # no legend yet: everything fits
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5))  # outside the axes, past the figure's right edge
+    cut = plots.text_outside(fig)
+    assert cut == ["a legend entry far too long to stay inside a figure this narrow"]
+    with pytest.raises(ValueError, match="would show these texts cut off"):
+        plots.save(fig, tmp_path / "cut")
+    assert not (tmp_path / "cut.png").exists()
+
+
+def test_the_clipped_noise_figure_fits_its_legends_and_titles(tmp_path):
+    rng = np.random.default_rng(0)
+    alphas = 2.0 ** np.arange(0, 8.01, 0.5)
+    n, a = 20, len(alphas)
+    along = {"msp": rng.uniform(0.3, 1, (n, a)), "predicted": rng.integers(0, 3, (n, a)),
+             "brightness": np.tile(np.linspace(0.5, 1, a), (n, 1)), "saturated": np.tile(np.linspace(0, 1, a), (n, 1))}
+    fig = plots.clipped_noise(along, alphas, rng.uniform(0, 1, (n, 1, 8, 8)), ["T-shirt", "Trouser", "Bag"],
+                              marks={"median α* (99.9% before clipping)": 3.2}, title="A title " * 20)
+    assert plots.text_outside(fig) == []
+    plots.save(fig, tmp_path / "clipped")
+    _labelled(fig)

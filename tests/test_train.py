@@ -12,8 +12,9 @@ from conftest import REPO, tiny_cfg
 
 from lnlib import TrainConfig, load_or_train
 from lnlib.evaluate import predict
+from lnlib.monitor import measure, ood_along_training
 from lnlib.runs import Run
-from lnlib.train import augment, build, lr_at, measure, ood_along_training
+from lnlib.train import augment, build, lr_at
 
 TIME_COLUMNS = ["epoch_time_s"]
 
@@ -183,8 +184,9 @@ def test_outlier_batch_stays_in_the_ball_and_the_box():
     x = (torch.rand(16, *spec.shape, generator=torch.Generator().manual_seed(0)) - mean) / std
     model = build_model(cfg).train()
     head = confidence_logits(cfg)
-    acet = outlier_batch(cfg, model, x, mean, std, head, torch.Generator().manual_seed(1))
-    ceda = outlier_batch(cfg.replace(outlier="ceda"), model, x, mean, std, head, torch.Generator().manual_seed(1))
+    parts = dict(mean=mean, std=std, head=head)
+    acet = outlier_batch(cfg, model, x, **parts, generator=torch.Generator().manual_seed(1))
+    ceda = outlier_batch(cfg.replace(outlier="ceda"), model, x, **parts, generator=torch.Generator().manual_seed(1))
     assert model.training  # the attack puts batch norm in eval mode and back
     pixels, noise = acet * std + mean, ceda * std + mean
     assert pixels.min() >= -1e-6 and pixels.max() <= 1 + 1e-6
@@ -211,31 +213,9 @@ def _without_clocks(run):
     return metrics, run.history.drop(columns="epoch_time_s"), torch.load(run.path / "model.pt", weights_only=True)
 
 
-@pytest.mark.slow
-def test_runs_trained_side_by_side_equal_the_same_runs_trained_one_after_the_other(tmp_path,
-                                                                                 fashion_mnist_available):
-    from lnlib import train
-    from lnlib.runs import Run
-
-    cfgs = [tiny_cfg(loss=loss, train_subset=2000, epochs=2) for loss in ("ce", "logitnorm")]
-    threads = torch.get_num_threads()
-    try:  # one after the other, one thread each, in this process
-        alone = [Run(train.train_in_process(c.to_dict(), tmp_path / "alone", 1)) for c in cfgs]
-    finally:
-        torch.set_num_threads(threads)
-    side = train.load_or_train_all(cfgs, tmp_path / "side", workers=2)  # two processes at once
-    for a, b in zip(alone, side, strict=True):
-        assert a.path.name == b.path.name and b.is_complete()
-        assert json.loads((b.path / "env.json").read_text())["cpu_threads"] == 1
-        (ma, ha, wa), (mb, hb, wb) = _without_clocks(a), _without_clocks(b)
-        assert ma == mb
-        pd.testing.assert_frame_equal(ha, hb)
-        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert train.load_or_train_all(cfgs, tmp_path / "side", workers=2)[0].path == side[0].path  # cached now
-
-
-def test_load_or_train_all_names_a_bad_worker_count(runs_root):
+def test_load_or_train_all_validates_every_config_before_training_any(runs_root):
     from lnlib import train
 
-    with pytest.raises(ValueError, match=r"workers=0 must be an integer >= 1 \(or set LNLIB_TRAIN_WORKERS\)"):
-        train.load_or_train_all([tiny_cfg()], workers=0)
+    with pytest.raises(ValueError, match="lr=-1"):
+        train.load_or_train_all([tiny_cfg(), tiny_cfg(lr=-1)])
+    assert not runs_root.exists()  # the first, valid config was not trained either
