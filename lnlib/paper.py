@@ -6,6 +6,7 @@ github.com/max-andr/relu_networks_overconfident) or a GitHub thread. The PDF of 
 read when this was written, so **none of the paper's Table 1 numbers is here**: only what its abstract, the
 official repository or a GitHub thread states. ``status`` says which, and the book prints it beside every claim.
 Whoever reads the paper itself (arXiv:2205.09310; PMLR volume 162, wei22d) can add its tables here, marked verified.
+:func:`sources` lists every one of these numbers; the book's Sources page is that table.
 """
 
 from __future__ import annotations
@@ -123,6 +124,25 @@ def table2_comparison(table2: pd.DataFrame, methods) -> pd.DataFrame:
             "> 95% after clipping: paper": ", ".join(f"{v:.1%}" for v in theirs["clipped_overconfident"])
             if training else "not in it"}
     return pd.DataFrame(rows).T.rename_axis("method")
+
+
+HEIN_TABLE2_SOURCE = "Hein et al. 2019, Table 2: images/table_alpha_scaling.png in max-andr/relu_networks_overconfident"
+GOOD_SOURCE = "Bitterwolf et al. 2020 (GOOD), Table 1: readme_imgs/good_table1.png in j-cb/GOOD"
+
+
+def sources() -> pd.DataFrame:
+    """Every paper number the book quotes, one row each, with the setting it belongs to, where a reader can check it
+    (``source``) and whether it was checked against the paper (``status``): :data:`CLAIMS`, Hein et al.'s Table 2
+    (:data:`HEIN_TABLE2`) and GOOD's MNIST AUROCs (:data:`GOOD_MNIST`). The book's Sources page is this table."""
+    rows = [asdict(c) for c in CLAIMS]
+    rows += [{"topic": "far_away", "quantity": f"Table 2, {training}: median α with 99.9% confidence; share > 95% "
+              "after clipping", "value": f"{alpha:.3g}; {clipped:.1%}", "setting": f"{dataset}, 10,000 uniform images",
+              "source": HEIN_TABLE2_SOURCE, "status": VERIFIED}
+             for (training, dataset), (alpha, clipped) in HEIN_TABLE2.items()]
+    rows += [{"topic": "far_away", "quantity": f"{LABELS.get(training, training)} on MNIST: AUROC; AUROC after an "
+              "attack within ε = 0.3", "value": f"{auc:.1f}; {attacked:.1f}", "setting": f"MNIST vs {ood_set}",
+              "source": GOOD_SOURCE, "status": VERIFIED} for (training, ood_set), (auc, attacked) in GOOD_MNIST.items()]
+    return pd.DataFrame(rows)
 
 
 def claims_frame(topic: str | None = None) -> pd.DataFrame:

@@ -89,6 +89,18 @@ def test_paper_claims_are_labelled():
         paper.claims_frame("table1")
 
 
+def test_the_sources_page_lists_every_quoted_number_once_with_where_to_check_it():
+    sources = paper.sources()
+    assert len(sources) == len(paper.CLAIMS) + len(paper.HEIN_TABLE2) + len(paper.GOOD_MNIST)
+    assert not sources.duplicated(["quantity", "setting"]).any()
+    assert set(sources["status"]) <= {paper.VERIFIED, paper.SECOND_HAND, paper.NOT_THE_PAPER}
+    assert (sources[["quantity", "value", "setting", "source"]].map(len) > 0).all().all()
+    acet = sources[sources["quantity"].str.startswith("Table 2, acet") & (sources["setting"].str.startswith("MNIST"))]
+    assert acet["value"].item() == "3e+15; 0.0%"
+    good = sources[sources["source"] == paper.GOOD_SOURCE]
+    assert "100.0; 98.4" in set(good["value"]) and len(good) == len(paper.GOOD_MNIST)
+
+
 def test_rows_named_by_metric_compare_across_columns_with_their_own_scale():
     rows = [{"loss": loss, "seed": s, "metric": m, "stage": st, "value": v}
             for loss, base in (("ce", 0.0), ("logitnorm", 0.05)) for s in range(2)
