@@ -95,15 +95,15 @@ def training_now(since: float) -> list[dict]:
     from lnlib.runs import Run
 
     active = []
-    for folder in sorted(runs_dir().glob("*/env.json")):
-        folder = folder.parent
-        history = folder / "history.csv"
-        changed = max(p.stat().st_mtime for p in (folder / "env.json", history) if p.exists())
-        if changed < since or (folder / "metrics.json").exists():
+    for folder in sorted(runs_dir().glob(f"*/{Run.ENV}")):
+        run = Run(folder.parent)
+        history = run.file(Run.HISTORY)
+        changed = max(p.stat().st_mtime for p in (run.file(Run.ENV), history) if p.exists())
+        if changed < since or run.file(Run.METRICS).exists():
             continue
         rows = list(csv.DictReader(history.open())) if history.exists() else []
         per_epoch = sum(float(r["epoch_time_s"]) for r in rows) / len(rows) if rows else None
-        active.append({"run": folder.name, "epoch": len(rows), "epochs": Run(folder).config.epochs_to_run,
+        active.append({"run": run.path.name, "epoch": len(rows), "epochs": run.config.epochs_to_run,
                        "s_per_epoch": per_epoch})
     return active
 
@@ -114,17 +114,16 @@ def runs_trained(since: float, until: float) -> list[dict]:
     from lnlib.runs import Run
 
     rows = []
-    for path in sorted(runs_dir().glob("*/metrics.json")):
+    for path in sorted(runs_dir().glob(f"*/{Run.METRICS}")):
         if not since <= path.stat().st_mtime <= until:
             continue
         run, m = Run(path.parent), json.loads(path.read_text())
-        measured = [float(r["epoch_time_s"]) for r in csv.DictReader((path.parent / "history.csv").open())]
+        measured = [float(r["epoch_time_s"]) for r in csv.DictReader(run.file(Run.HISTORY).open())]
         # a measured epoch's time is its training plus its measurements; with history_every only some epochs are
         # measured, each taken to have trained for the mean epoch's time
         measuring_s = sum(measured) - len(measured) * m["train_time_s"] / m["epochs"]
-        env = json.loads((path.parent / "env.json").read_text())
-        rows.append({"run": path.parent.name, "epochs": m["epochs"], "threads": env.get("cpu_threads"),
-                     "wall_s": round(path.stat().st_mtime - (path.parent / "env.json").stat().st_mtime, 1),
+        rows.append({"run": run.path.name, "epochs": m["epochs"], "threads": run.env.get("cpu_threads"),
+                     "wall_s": round(path.stat().st_mtime - run.file(Run.ENV).stat().st_mtime, 1),
                      "train_s": round(m["train_time_s"], 1),
                      "per_epoch_measurements_s": round(measuring_s, 1),
                      "final_evaluation_s": m.get("evaluation_time_s"),

@@ -139,7 +139,7 @@ def evaluation_sets(cfg: TrainConfig, names=None) -> dict[str, ImageSet]:
 def compute_outputs(run: Run, model: torch.nn.Module, device, sets: dict[str, ImageSet]) -> dict[str, Outputs]:
     """Compute and cache the logits and features of ``sets`` for ``model`` on ``device`` (overwrites the cache)."""
     spec = ID_SETS[run.config.dataset]
-    out_dir = run.path / "logits"
+    out_dir = run.file(Run.LOGITS)
     out_dir.mkdir(exist_ok=True)
     result = {}
     for name, s in sets.items():
@@ -154,7 +154,7 @@ def compute_outputs(run: Run, model: torch.nn.Module, device, sets: dict[str, Im
 def _load_npz(run: Run, name: str) -> Outputs | None:
     """A cached set, or None if it is missing, predates cached features, is not the file lnlib wrote (its
     digest) or cannot be read: then it is recomputed."""
-    path = run.path / "logits" / f"{name}.npz"
+    path = run.file(Run.LOGITS, f"{name}.npz")
     if not path.exists() or not run.intact(f"logits/{name}.npz"):
         return None
     try:
@@ -191,7 +191,7 @@ def set_scores(run: Run, score: str, names=None, device="auto", **params) -> dic
     if scores.SCORES[score].needs != "model":
         return {n: scores.from_outputs(score, o.logits, o.features, **params)
                 for n, o in outputs(run, names, device).items()}
-    folder = run.path / "scores" / (score + "".join(f"-{k}{v:g}" for k, v in sorted(params.items())))
+    folder = run.file(Run.SCORES, score + "".join(f"-{k}{v:g}" for k, v in sorted(params.items())))
     result = {n: np.load(folder / f"{n}.npy") for n in names if (folder / f"{n}.npy").exists()}
     missing = [n for n in names if n not in result]
     if missing:

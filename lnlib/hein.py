@@ -95,7 +95,7 @@ def scan(run: Run, name: str, u: torch.Tensor, alphas=faraway.ALPHAS, device="au
     """:func:`lnlib.faraway.ray_limit` of the run's pixel model along ``α·u``, cached per set name, directions
     and grid (their bytes are hashed, so other directions under the same name are never served stale)."""
     alphas = np.asarray(alphas, dtype=float)
-    path = run.path / "rays" / f"{name.replace(' ', '_')}-{_key(u, alphas)}.npz"
+    path = run.file(Run.RAYS, f"{name.replace(' ', '_')}-{_key(u, alphas)}.npz")
     limit = _cached(path, lambda: dataclasses.asdict(
         faraway.ray_limit(run_pixel_model(run, device), u.to(resolve_device(device)), alphas)))
     return faraway.RayLimit(**{f.name: limit[f.name] for f in dataclasses.fields(faraway.RayLimit)})
@@ -106,7 +106,8 @@ def table2_rays(run: Run, name: str, u: torch.Tensor, alphas=faraway.ALPHAS, lev
     """:func:`lnlib.faraway.table2_rays` of the run's pixel model (exact α* at ``level``, the clipped image's
     confidence and class, per ray), cached in ``rays/table2-<set>-<hash>.npz``."""
     alphas = np.asarray(alphas, dtype=float)
-    path = run.path / "rays" / f"table2-{name.replace(' ', '_')}-{_key(u, alphas, faraway.SEARCH_ALPHAS, level)}.npz"
+    key = _key(u, alphas, faraway.SEARCH_ALPHAS, level)
+    path = run.file(Run.RAYS, f"table2-{name.replace(' ', '_')}-{key}.npz")
     return _cached(path, lambda: faraway.table2_rays(run_pixel_model(run, device), u.to(resolve_device(device)),
                                                      alphas, level))
 
@@ -125,4 +126,4 @@ def noise_logits(run: Run, n: int, eps: float, steps: int, seed: int = 0, device
         return {"noise": predict(model, noise, run.config.eval_batch_size).cpu().numpy(),
                 "adversarial": predict(model, attacked, run.config.eval_batch_size).cpu().numpy()}
 
-    return _cached(run.path / "noise" / f"n{n}-eps{eps:g}-steps{steps}-seed{seed}.npz", compute)
+    return _cached(run.file(Run.NOISE, f"n{n}-eps{eps:g}-steps{steps}-seed{seed}.npz"), compute)

@@ -15,6 +15,10 @@ A run lives in ``data/runs/<slug>-<hash8>/`` where ``hash8`` is :meth:`TrainConf
     rays/<set>-<hash>.npz  cached far-away scans along rays α·u, keyed by directions and grid (lnlib.hein.scan)
     rays/table2-<set>-<hash>.npz  Table 2 per ray: exact α*, the clipped image's confidence (lnlib.hein.table2_rays)
     noise/n<n>-eps<ε>-steps<k>-seed<s>.npz  logits of Hein's noise and of the attacked noise (lnlib.hein.noise_logits)
+    figures/, ood_msp.csv  what nbs/train.ipynb shows of the run: its figures, its OOD table
+
+:class:`Run` owns this layout: every other module asks it for a file's path (``run.file(Run.MODEL)``), never types a
+name. The folder's own name is ``<slug>-<hash8>`` (:meth:`Run.for_config`).
 
 Analyses over many runs (tables, figures of the book's chapters) go to ``<runs>/../analysis/<notebook>/``
 (:func:`lnlib.files.analysis_dir`). Every file is written atomically (:mod:`lnlib.files`), so a run killed at
@@ -108,8 +112,19 @@ class RunDamaged(UnsafeFileError):
 class Run:
     """A run folder. Cheap to construct; reads files only when asked."""
 
+    # the folder's layout (the module's docstring says what each holds)
+    CONFIG, ENV, HISTORY, OOD_HISTORY = "config.json", "env.json", "history.csv", "ood_history.csv"
+    CHECKPOINT, MODEL, METRICS, DIGESTS = "checkpoint.pt", "model.pt", "metrics.json", "digests.json"
+    LOGITS, SCORES, RAYS, NOISE = "logits", "scores", "rays", "noise"  # caches of the analyses, one folder each
+    FIGURES, OOD_TABLE = "figures", "ood_msp.csv"  # what nbs/train.ipynb adds
+    TRAINING = (CHECKPOINT, HISTORY, OOD_HISTORY, MODEL, METRICS)  # what a diverged run's next launch must not find
+
     def __init__(self, path: Path):
         self.path = Path(path)
+
+    def file(self, *parts: str) -> Path:
+        """The path of a file or folder of this run: ``run.file(Run.MODEL)``, ``run.file(Run.RAYS, "x.npz")``."""
+        return self.path.joinpath(*parts)
 
     @classmethod
     def for_config(cls, cfg: TrainConfig, root: Path | None = None) -> Run:
@@ -121,11 +136,11 @@ class Run:
     # files
     @property
     def config(self) -> TrainConfig:
-        return TrainConfig.from_dict(json.loads((self.path / "config.json").read_text()))
+        return TrainConfig.from_dict(json.loads((self.file(self.CONFIG)).read_text()))
 
     @property
     def env(self) -> dict:
-        return json.loads((self.path / "env.json").read_text())
+        return json.loads((self.file(self.ENV)).read_text())
 
     @property
     def threads(self) -> int:
@@ -135,32 +150,32 @@ class Run:
 
     @property
     def metrics(self) -> dict:
-        return json.loads((self.path / "metrics.json").read_text())
+        return json.loads((self.file(self.METRICS)).read_text())
 
     @property
     def history(self):
         """Per-epoch history as a pandas DataFrame (one row per finished epoch)."""
         import pandas as pd
 
-        return pd.read_csv(self.path / "history.csv")
+        return pd.read_csv(self.file(self.HISTORY))
 
     @property
     def ood_history(self):
         """OOD detection along training (runs with ``ood_every``): one row per evaluated epoch and OOD set."""
         import pandas as pd
 
-        return pd.read_csv(self.path / "ood_history.csv")
+        return pd.read_csv(self.file(self.OOD_HISTORY))
 
     def is_complete(self) -> bool:
         """Complete means metrics.json exists (written last) and the model weights are there."""
-        return (self.path / "metrics.json").exists() and (self.path / "model.pt").exists()
+        return (self.file(self.METRICS)).exists() and (self.file(self.MODEL)).exists()
 
     # the files a run is made of, with their SHA-256 in digests.json, checked when they are read back
     def record_digests(self, *names: str) -> None:
         """Record the SHA-256 of the run's files ``names`` (paths relative to the run folder) in digests.json."""
         digests = self._digests()
         digests.update({name: file_digest(self.path / name, "sha256") for name in names})
-        atomic_write_json(digests, self.path / "digests.json")
+        atomic_write_json(digests, self.file(self.DIGESTS))
 
     def intact(self, name: str) -> bool:
         """Whether the run's file ``name`` still has the digest recorded when lnlib wrote it (True if none is)."""
@@ -168,13 +183,13 @@ class Run:
         return recorded is None or (self.path / name).exists() and file_digest(self.path / name, "sha256") == recorded
 
     def _digests(self) -> dict:
-        path = self.path / "digests.json"
+        path = self.file(self.DIGESTS)
         return json.loads(path.read_text()) if path.exists() else {}
 
     def check_weights(self) -> None:
         """Raise :class:`RunDamaged` if model.pt is not the file training wrote."""
-        if not self.intact("model.pt"):
-            raise RunDamaged(self, "model.pt", "does not have the SHA-256 recorded when it was written")
+        if not self.intact(self.MODEL):
+            raise RunDamaged(self, self.MODEL, "does not have the SHA-256 recorded when it was written")
 
     def retrain_command(self) -> str:
         """The shell commands that delete this run and train it again."""
@@ -183,7 +198,7 @@ class Run:
         return f"rm -r {self.path} && python -m lnlib train {flags}".rstrip()
 
     def write_history(self, rows: list[dict]) -> None:
-        self.write_table(rows, "history.csv")
+        self.write_table(rows, self.HISTORY)
 
     def write_table(self, rows: list[dict], name: str) -> None:
         """``rows`` (dicts with the same keys) as the CSV file ``name`` of the run folder, atomically."""
@@ -201,22 +216,22 @@ class Run:
         model = build_model(self.config)
         self.check_weights()
         try:
-            state = load_tensors(self.path / "model.pt", map_location=device, what="the trained weights")
+            state = load_tensors(self.file(self.MODEL), map_location=device, what="the trained weights")
         except UnsafeFileError:
-            raise RunDamaged(self, "model.pt", "cannot be read: it is truncated, corrupted or not lnlib's") from None
+            raise RunDamaged(self, self.MODEL, "cannot be read: it is truncated, corrupted or not lnlib's") from None
         model.load_state_dict(state)
         return model.to(device).eval()
 
     def start(self, cfg: TrainConfig, env: dict) -> None:
         """Prepare the folder for (re)training ``cfg``: config.json, env.json; not complete until metrics.json."""
         self.path.mkdir(parents=True, exist_ok=True)
-        config_file = self.path / "config.json"
+        config_file = self.file(self.CONFIG)
         # Compared by hash: fields the run does not use (τ of a CE run, fields added later) may differ.
         if config_file.exists() and self.config.content_hash() != cfg.content_hash():
             raise ValueError(f"{self.path} holds a run of a different config; refusing to mix them")
         atomic_write_json(cfg.to_dict(), config_file)
-        (self.path / "metrics.json").unlink(missing_ok=True)  # a run being (re)trained is not complete
-        atomic_write_json(env, self.path / "env.json")
+        (self.file(self.METRICS)).unlink(missing_ok=True)  # a run being (re)trained is not complete
+        atomic_write_json(env, self.file(self.ENV))
 
     @contextmanager
     def lock(self):

@@ -85,7 +85,7 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
     net = build(cfg, device, ranks)
     net.steps_per_epoch(len(train_x))  # fails now, not after the first epoch
     start_epoch, history, ood_history, train_time = 0, [], [], 0.0
-    checkpoint = run.path / "checkpoint.pt"
+    checkpoint = run.file(Run.CHECKPOINT)
     distributed.barrier()  # torchrun: rank 0 has prepared the folder
     if checkpoint.exists():
         state = load_tensors(checkpoint, map_location=device, what=f"the checkpoint of run {run.path.name}")
@@ -112,7 +112,7 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
             if cfg.ood_every and ((epoch + 1) % cfg.ood_every == 0 or epoch + 1 == epochs):
                 known = {ID_TEST: logits["test"], cfg.monitor_ood: logits["ood"]}  # this epoch's, not twice
                 ood_history += ood_along_training(net.model, tracked, cfg.eval_batch_size, row, known)
-                run.write_table(ood_history, "ood_history.csv")
+                run.write_table(ood_history, Run.OOD_HISTORY)
         if main:  # ---- checkpoint after every epoch, then the epoch's line
             atomic_torch_save({"model": net.model.state_dict(), "optimizer": net.optimizer.state_dict(),
                                "epoch": epoch + 1, "history": history, "ood_history": ood_history,
@@ -125,14 +125,14 @@ def fit(cfg: TrainConfig, run: Run | None = None, progress: bool | None = None, 
 
     # ---- final evaluation: outputs of ID test + every OOD set, cached; metrics.json written last
     if main:
-        atomic_torch_save(net.model.state_dict(), run.path / "model.pt")
-        run.record_digests("model.pt")
+        atomic_torch_save(net.model.state_dict(), run.file(Run.MODEL))
+        run.record_digests(Run.MODEL)
         t0 = time.perf_counter()
         evaluated = compute_outputs(run, net.model, device, eval_sets)
         final = {"test_acc": metrics.accuracy(evaluated[ID_TEST].logits, evaluated[ID_TEST].labels),
                  "epochs": epochs, "train_time_s": train_time, "ood": ood_table(evaluated),
                  "evaluation_time_s": round(time.perf_counter() - t0, 2)}
-        atomic_write_json(final, run.path / "metrics.json")
+        atomic_write_json(final, run.file(Run.METRICS))
         checkpoint.unlink(missing_ok=True)
     distributed.barrier()  # torchrun: the run is complete for every rank
     return run
@@ -206,8 +206,8 @@ def check_finite(net: Net, train_loss: torch.Tensor, epoch: int, run: Run) -> fl
     finite_weights = torch.stack([p.detach().isfinite().all() for p in net.model.parameters()]).all().item()
     if math.isfinite(loss) and finite_weights:
         return loss
-    for name in ("checkpoint.pt", "history.csv", "ood_history.csv", "model.pt", "metrics.json"):
-        (run.path / name).unlink(missing_ok=True)
+    for name in Run.TRAINING:
+        run.file(name).unlink(missing_ok=True)
     cfg = net.cfg
     what = f"the mean training loss was {loss}" if not math.isfinite(loss) else "the weights became NaN or infinite"
     raise TrainingDiverged(
