@@ -108,7 +108,7 @@ EXPECTED = {  # notebook -> (extra parameters, words its output must contain, fi
                       ["toy_confidence.png", "toy_regions.png", "alpha_curves.png", "normalized_curves.png",
                        "table2.csv", "bridge.csv", "detection_records.csv"]),
     "hein_claims": ({"seeds": 2, "pgd_steps": 2, "n_rays": 20, "n_noise": 50, "attack_steps": 3},
-                    ["2^(1/64) grid", "median α*: paper", "3e+15", "GOOD", "AUROC vs attacked noise (%)",
+                    ["2^(1/64) grid", "median α*: paper", "3.0e+15", "GOOD", "AUROC vs attacked noise (%)",
                      "Holm over 12", "read off the 2^k grid"],
                     ["records.csv", "paired.csv", "per_seed.png", "clipped_noise.png"]),
     "paper_regime": ({"seeds": 1, "milestones": [1], "train_subset": 1000, "history_every": 1, "ood_every": 1},
