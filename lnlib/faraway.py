@@ -9,7 +9,7 @@ in one region for all ``α ≥ α₀``; there ``f(αx) = α·V_t x + a_t``. Theo
 This module measures that on a model: :func:`alpha_curve` (confidence along the ray, in float64),
 :func:`activation_pattern` (which region a point is in), :func:`ray_limit` (the final region's slope
 ``V_t x`` and offset ``a_t``, and the limiting class and confidence they predict), :func:`alpha_star`,
-:func:`table2_rays` and :func:`alpha_scaling_table` (the paper's Table 2 statistics, α* found by bisection)
+:func:`table2_rays` and :func:`table2_summary` (the paper's Table 2 statistics, α* found by bisection)
 and :func:`clipped_along` (what clipping a scaled image back into the box does). ``x`` is always
 what the model takes as input, and ``α`` scales it; :func:`pixel_model` puts the normalisation inside the
 model so that ``α`` scales [0, 1] pixels, as in the paper.
@@ -77,6 +77,16 @@ def alpha_threshold(log_confidence: np.ndarray, alphas=ALPHAS, level: float = LE
 
 
 @torch.no_grad()
+def _reaches(model64: nn.Module, x: torch.Tensor, rows: np.ndarray, alphas, level: float,
+             batch_size: int) -> np.ndarray:
+    """Whether ``max softmax(f(α_i·x_i)) ≥ level`` for the inputs ``rows`` of ``x`` (float64), each at its own α (or
+    all at one): ``(len(rows),)`` bool."""
+    scale = torch.as_tensor(alphas, dtype=torch.float64, device=x.device).reshape(-1, *[1] * (x.ndim - 1))
+    chosen = x[torch.from_numpy(rows).to(x.device)]
+    return scores.log_msp(_logits(model64, scale * chosen, batch_size)) >= np.log(level)
+
+
+@torch.no_grad()
 def first_on_grid(model: nn.Module, x: torch.Tensor, alphas=ALPHAS, level: float = LEVEL,
                   batch_size: int = 500) -> np.ndarray:
     """:func:`alpha_threshold` without the whole curve: ``(N,)``, the first α of the grid with ``max softmax(f(αx)) ≥
@@ -88,8 +98,7 @@ def first_on_grid(model: nn.Module, x: torch.Tensor, alphas=ALPHAS, level: float
         rows = np.flatnonzero(active)
         if not rows.size:
             break
-        reached = scores.log_msp(_logits(model64, a * x[torch.from_numpy(rows).to(x.device)], batch_size)) \
-            >= np.log(level)
+        reached = _reaches(model64, x, rows, a, level, batch_size)
         first[rows[reached]], active[rows[reached]] = a, False
     return first
 
@@ -124,9 +133,7 @@ def alpha_star(model: nn.Module, x: torch.Tensor, level: float = LEVEL, alphas=S
     while active.any():
         rows = np.flatnonzero(active)
         mid = np.sqrt(lo[rows] * hi[rows])
-        scale = torch.from_numpy(mid).to(x.device).view(-1, *[1] * (x.ndim - 1))
-        reached = scores.log_msp(_logits(model64, scale * x[torch.from_numpy(rows).to(x.device)], batch_size)) \
-            >= np.log(level)
+        reached = _reaches(model64, x, rows, mid, level, batch_size)
         hi[rows[reached]], lo[rows[~reached]] = mid[reached], mid[~reached]
         active[rows] = hi[rows] / lo[rows] - 1 > rtol
     return hi
@@ -303,12 +310,6 @@ def agrees_with_grid(model: nn.Module, x: torch.Tensor, star: np.ndarray, fine, 
     below = np.where(k > 0, fine[np.maximum(k - 1, 0)], 0.0)
     inside = (star <= first * (1 + 1e-12)) & (star > below)
     return np.where(np.isfinite(first), inside, star > fine[-1])
-
-
-def alpha_scaling_table(model: nn.Module, u: torch.Tensor, alphas=ALPHAS, level: float = LEVEL,
-                        clipped_level: float = CLIPPED_LEVEL, batch_size: int = 500) -> dict[str, float]:
-    """Hein et al.'s Table 2 for one model taking pixels: :func:`table2_summary` of :func:`table2_rays`."""
-    return table2_summary(table2_rays(model, u, alphas, level, batch_size), clipped_level)
 
 
 @torch.no_grad()

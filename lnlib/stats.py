@@ -222,10 +222,16 @@ def compare(records: pd.DataFrame, by, pair: str = "seed", compare: str = "loss"
     out["m"], out["alpha"] = m, alpha
     out["detectable"] = [detectable_difference(s, n, alpha / max(m, 1))
                          for s, n in zip(out["std"], out["n"], strict=True)]
-    found = out["p_holm"] <= alpha
-    out["direction"] = np.where(found & (out["difference"] < 0), "lower",
-                                np.where(found & (out["difference"] > 0), "higher", "none"))
+    out["direction"] = _directions(out)
     return out.drop(columns="std")
+
+
+def _directions(out: pd.DataFrame) -> np.ndarray:
+    """``"lower"`` or ``"higher"`` where the Holm-corrected p is at most ``alpha``, by the sign of the difference;
+    ``"none"`` elsewhere."""
+    found = out["p_holm"] <= out["alpha"]
+    return np.where(found & (out["difference"] < 0), "lower", np.where(found & (out["difference"] > 0), "higher",
+                                                                       "none"))
 
 
 _compare = compare  # for compare_each, whose argument ``compare`` (a column name) hides the function
@@ -247,9 +253,7 @@ def compare_each(records: pd.DataFrame, by, against: str, compare: str = "method
               for other in others]
     out = pd.concat(blocks, ignore_index=True)
     out["p_holm"] = holm(out["p"].to_numpy(), m=m)  # one step-down over every block's rows
-    found = out["p_holm"] <= out["alpha"]
-    out["direction"] = np.where(found & (out["difference"] < 0), "lower",
-                                np.where(found & (out["difference"] > 0), "higher", "none"))
+    out["direction"] = _directions(out)
     return out
 
 
@@ -278,4 +282,3 @@ def verdict_words(row, lower: str = "lower", higher: str = "higher", unit: str =
     return (f"no detectable difference ({measured}; p = {row['p']:.2g}, Holm-corrected over {m} comparisons "
             f"p = {row['p_holm']:.2g}): a difference smaller than about ±{scale * row['detectable']:.{digits}f}"
             f"{unit} could not be detected with {n} seeds")
-

@@ -176,12 +176,12 @@ def test_alpha_star_says_where_rays_start_confident_or_never_get_there():
         faraway.alpha_star(model, x, rtol=0)
 
 
-def test_alpha_scaling_table_matches_its_definition_on_a_pixel_cnn():
+def test_table2_matches_its_definition_on_a_pixel_cnn():
     torch.manual_seed(0)
     model = faraway.pixel_model(create_model("small_cnn", (1, 12, 12), 4), mean=(0.3,), std=(0.2,))
     u = torch.rand(30, 1, 12, 12, generator=torch.Generator().manual_seed(0))
     alphas = 2.0 ** np.arange(0, 40)
-    table = faraway.alpha_scaling_table(model, u, alphas)
+    table = faraway.table2_summary(faraway.table2_rays(model, u, alphas))
     threshold = faraway.alpha_star(model, u, 0.999)  # on its own grid, 2^(k/8)
     assert table["median_alpha"] == np.median(threshold) and table["reached"] == np.isfinite(threshold).mean()
     at = np.where(np.isfinite(threshold), threshold, faraway.SEARCH_ALPHAS[-1])
