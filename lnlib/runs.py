@@ -136,11 +136,11 @@ class Run:
     # files
     @property
     def config(self) -> TrainConfig:
-        return TrainConfig.from_dict(json.loads((self.file(self.CONFIG)).read_text()))
+        return TrainConfig.from_dict(json.loads(self.file(self.CONFIG).read_text()))
 
     @property
     def env(self) -> dict:
-        return json.loads((self.file(self.ENV)).read_text())
+        return json.loads(self.file(self.ENV).read_text())
 
     @property
     def threads(self) -> int:
@@ -150,7 +150,7 @@ class Run:
 
     @property
     def metrics(self) -> dict:
-        return json.loads((self.file(self.METRICS)).read_text())
+        return json.loads(self.file(self.METRICS).read_text())
 
     @property
     def history(self):
@@ -168,7 +168,7 @@ class Run:
 
     def is_complete(self) -> bool:
         """Complete means metrics.json exists (written last) and the model weights are there."""
-        return (self.file(self.METRICS)).exists() and (self.file(self.MODEL)).exists()
+        return self.file(self.METRICS).exists() and self.file(self.MODEL).exists()
 
     # the files a run is made of, with their SHA-256 in digests.json, checked when they are read back
     def record_digests(self, *names: str) -> None:
@@ -230,7 +230,7 @@ class Run:
         if config_file.exists() and self.config.content_hash() != cfg.content_hash():
             raise ValueError(f"{self.path} holds a run of a different config; refusing to mix them")
         atomic_write_json(cfg.to_dict(), config_file)
-        (self.file(self.METRICS)).unlink(missing_ok=True)  # a run being (re)trained is not complete
+        self.file(self.METRICS).unlink(missing_ok=True)  # a run being (re)trained is not complete
         atomic_write_json(env, self.file(self.ENV))
 
     @contextmanager
