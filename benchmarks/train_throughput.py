@@ -64,8 +64,7 @@ CASES = {
     "wrn40_2_cuda": (dataclasses.replace(WRN, device="cuda"), 50_000, 390, 20, ["compile=True"]),
 }
 CPU_CASES = tuple(name for name, case in CASES.items() if case[0].device == "cpu")
-# The project's targets per device type: (× the reference loop, share of the matmul FLOP/s or None).
-TARGETS = {"cpu": (2, 0.35), "cuda": (3, None)}
+# The project's targets per device type, and the book's table of these results: lnlib.throughput.
 VARIANT_KEYS = ("channels_last", "precision", "compile", "threads")  # what --variants may change
 
 

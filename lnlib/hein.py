@@ -37,7 +37,8 @@ TEST_IMAGES, UNIFORM_NOISE = "test images", "uniform noise"
 PATTERN_MODELS = ("small_cnn", "mlp")  # every ReLU an nn.ReLU module, so activation patterns can be read
 
 
-QUICK_SIZES = {"n_rays": 100, "n_noise": 200, "attack_steps": 10, "toy_iterations": 200}  # what quick mode caps
+# what quick mode caps (toy_resolution: the grid of the 2-D toy's maps, lnlib.toy2d.RESOLUTION in full)
+QUICK_SIZES = {"n_rays": 100, "n_noise": 200, "attack_steps": 10, "toy_iterations": 200, "toy_resolution": 100}
 
 
 def sizes(quick: bool, **counts) -> dict[str, int]:
@@ -110,6 +111,17 @@ def table2_rays(run: Run, name: str, u: torch.Tensor, alphas=faraway.ALPHAS, lev
     path = run.file(Run.RAYS, f"table2-{name.replace(' ', '_')}-{key}.npz")
     return _cached(path, lambda: faraway.table2_rays(run_pixel_model(run, device), u.to(resolve_device(device)),
                                                      alphas, level))
+
+
+CHECK_ALPHAS = 2.0 ** np.arange(0, 8.001, 1 / 64)  # a brute-force scan 2^(1/64) apart, up to α = 256
+
+
+def check_alpha_star(run: Run, u: torch.Tensor, device="auto") -> np.ndarray:
+    """Per ray of ``u`` (N, C, H, W), whether the cached α* (:func:`table2_rays`) lies in the step of
+    :data:`CHECK_ALPHAS` where a brute-force scan first reaches 99.9% (:func:`lnlib.faraway.agrees_with_grid`):
+    (N,) bool. The check that the bisection did not step over an early crossing."""
+    star = table2_rays(run, UNIFORM_NOISE, u, device=device)["alpha_star"]
+    return faraway.agrees_with_grid(run_pixel_model(run, device), u, star, CHECK_ALPHAS)
 
 
 def noise_logits(run: Run, n: int, eps: float, steps: int, seed: int = 0, device="auto") -> dict[str, np.ndarray]:

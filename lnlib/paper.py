@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from lnlib import benchmark
+from lnlib import benchmark, evaluate, hein, ranking, tidy
 from lnlib.data import NEAR_OOD
 from lnlib.hein import TEST_IMAGES, UNIFORM_NOISE
 from lnlib.stats import compare, verdict_words
@@ -352,3 +352,64 @@ def reproduction_status(accuracy: pd.DataFrame, ood: pd.DataFrame, rays: pd.Data
                              _weight_decay_row(mechanism["scale"], where["scale"], family),
                              _ranking_row(mechanism["ranking"], where["ranking"], family)]
     return pd.DataFrame(rows, columns=["claim", "paper", "ours", "scale", "verdict"]).set_index("claim")
+
+
+def _seeds(runs) -> int:
+    return len({run.config.seed for run in runs})
+
+
+def measured_status(cfg, size: dict, runs, hein_runs, regime_runs, decay_runs, open_runs=None) -> pd.DataFrame:
+    """:func:`reproduction_status` of the book's runs, with every scale in words: the seed study's runs (``runs``:
+    CE and LogitNorm over seeds, recipe ``cfg``), the far-away chapters' (``hein_runs``: plain, CEDA and ACET over
+    seeds; the rays of the first, ``size``: :func:`lnlib.hein.sizes`' ``n_rays, n_noise, attack_steps``), the
+    paper-regime chapter's cross-entropy runs with weight decay (``regime_runs``), the weight-decay chapter's
+    (``decay_runs``: both losses with and without it) and, where given, the open-set study's (``open_runs``), which
+    add the near-OOD row. The seed counts in the scales are those of the runs given. Returns the status frame, one
+    row per claim: what the reproduction-status page shows and saves."""
+    scale = (f"{cfg.dataset}, {cfg.model}, {cfg.train_images:,} training images, {cfg.epochs_to_run} epochs, "
+             f"{_seeds(runs)} seed(s) per loss")
+    ray_scale = (f"{cfg.dataset}, {cfg.model}, {cfg.train_images:,} training images, {cfg.epochs_to_run} epochs, "
+                 f"cross-entropy seed 0, {size['n_rays']} rays per set")
+    hein_where = (f"the seed study's recipe: plain training, CEDA and ACET ({cfg.pgd_steps} PGD steps), "
+                  f"{_seeds(hein_runs)} seed(s) each; {size['n_rays']} uniform images, {size['n_noise']} noise images "
+                  f"attacked with {size['attack_steps']} steps")
+    uniform = {UNIFORM_NOISE: hein.ray_inputs(cfg.dataset, size["n_rays"])[UNIFORM_NOISE]}
+    regime, mechanism_seeds = regime_runs[0].config, _seeds(regime_runs)
+    where = {"growth": f"{cfg.dataset}, {cfg.model}, {regime.train_images:,} training images, no augmentation, batch "
+                       f"{regime.batch_size}, {regime.epochs_to_run} epochs, weight decay {regime.weight_decay:g}, "
+                       f"{mechanism_seeds} seed(s)",
+             "scale": f"the seed study's recipe with and without weight decay, {_seeds(decay_runs)} seed(s) per arm",
+             "ranking": scale}  # the norm-ranking chapter's measure, on all the seed study's runs
+    open_cfg = open_runs[0].config if open_runs else None
+    open_scale = (f"{open_cfg.id_set}, {cfg.model}, {open_cfg.train_images:,} training images, {cfg.epochs_to_run} "
+                  f"epochs, {_seeds(open_runs)} seed(s) per loss") if open_runs else None
+    return reproduction_status(tidy.accuracy_records(runs), tidy.ood_records(runs, ["msp"]),
+                               tidy.ray_records(hein_runs[:1], hein.ray_inputs(cfg.dataset, size["n_rays"]), cfg.tau),
+                               scale, ray_scale,
+                               mechanism={"growth": tidy.growth_after_fit(regime_runs),
+                                          "scale": ranking.scale_records(decay_runs),
+                                          "ranking": ranking.norm_records(runs), "where": where},
+                               near={"ood": tidy.ood_records(open_runs, ["msp"]), "scale": open_scale}
+                               if open_runs else None,
+                               hein={"table2": tidy.table2_records(hein_runs, uniform),
+                                     "noise": tidy.noise_records(hein_runs, size["n_noise"], cfg.pgd_eps,
+                                                                 size["attack_steps"]), "where": hein_where})
+
+
+def style_status(status: pd.DataFrame, n_rays: int):
+    """The status frame for display: left-aligned text, and a caption with the metric convention, the rays per set
+    and where the paper numbers come from."""
+    return status.style.set_caption(f"MSP; {evaluate.convention()}; rays: {n_rays} per set, α up to 2^60. Paper "
+                                    "numbers: lnlib.paper, with their sources").set_properties(**{"text-align": "left"})
+
+
+def status_numbers(status: pd.DataFrame, near: bool) -> dict:
+    """The status page's measured value, verdict and scale per claim, for the book's prose: keys
+    ``ours_<claim>, verdict_<claim>, scale_<claim>``, the claims of :func:`measured_status`'s rows in their order
+    (``fpr_near`` first where the open-set study is in, ``near``)."""
+    keys = [*(["fpr_near"] if near else []), "fpr_far", "fpr_synthetic", "accuracy",
+            "mechanism_growth", "mechanism_weight_decay", "mechanism_ranking",
+            "table1_cifar10", "table1_cifar100", "theorem", "alpha", "clipped",
+            *[f"{m}_{q}" for m in ("acet", "ceda") for q in ("alpha", "clipped", "attacked")]]
+    return {f"{part}_{key}": row[part] for key, (_, row) in zip(keys, status.iterrows(), strict=True)
+            for part in ("ours", "verdict", "scale")}

@@ -108,3 +108,10 @@ def best(records: pd.DataFrame, metric: str = "fpr95") -> pd.DataFrame:
                    else one.groupby("ood_set", sort=False)["value"].idxmax(), ["ood_set", "statistic", "form"]]
     out = records.merge(pick, on=["ood_set", "statistic", "form"])
     return out.assign(score=out["statistic"] + " (" + out["form"] + ")")
+
+
+def baseline(records: pd.DataFrame) -> pd.DataFrame:
+    """The pixel baseline as a table: one row per OOD set (sorted by name), one column per metric (``fpr95``,
+    ``auroc``, ...), the values of :func:`best`'s score for ``records`` (fractions). It is the bar a network's
+    score is held against, so the chapters' tables put it beside each set (``baseline["fpr95"]``)."""
+    return best(records).pivot(index="ood_set", columns="metric", values="value")

@@ -81,6 +81,27 @@ def reliability_diagrams(panels: dict, title: str | None = None) -> plt.Figure:
     return fig
 
 
+def reliability_panels(runs, records, seed: int = 0) -> dict:
+    """The panels of :func:`reliability_diagrams` for the runs of one ``seed`` (one per loss, in ``runs``' order):
+    each on the ID test set at T = 1 and at the temperature fitted on its validation split, read from ``records``
+    (:func:`lnlib.tidy.calibration_records` of the same runs: the row ``metric='temperature', stage='after'``).
+    Returns ``{"<loss>, T = <T>\\nECE <ECE>%": metrics.reliability(...)}``, two entries per run, before then after.
+    One seed, because a reliability diagram is one network's; the spread over seeds is the calibration table's."""
+    from lnlib import evaluate, metrics, tables  # the runs' outputs: only this helper needs them
+
+    panels = {}
+    for run in runs:
+        if run.config.seed != seed:
+            continue
+        test = evaluate.outputs(run, [evaluate.ID_TEST])[evaluate.ID_TEST]
+        fitted = records.query("run == @run.path.name and metric == 'temperature' and stage == 'after'").value.item()
+        for t in (1.0, fitted):
+            ece = metrics.ece(test.logits, test.labels, temperature=t)
+            name = f"{tables.LABELS[run.config.loss]}, T = {t:.2f}\nECE {100 * ece:.2f}%"
+            panels[name] = metrics.reliability(test.logits, test.labels, temperature=t)
+    return panels
+
+
 def grouped_bars(stats, metrics=("fpr95", "auroc"), labels=None, title: str | None = None) -> plt.Figure:
     """One panel per metric: a group of bars per row of ``stats`` (e.g. a score), one bar per method (e.g.
     loss), height = mean in percent, error bar = std over seeds.
@@ -138,6 +159,19 @@ def per_seed_strips(records, rows: list[str], methods: list[str], baseline=None,
     if title:
         fig.suptitle(title, wrap=True)  # wrapped at the figure's edges, never clipped
     return fig
+
+
+def fpr95_per_seed(fpr, rows: list[str], baseline, seeds: int) -> plt.Figure:
+    """:func:`per_seed_strips` of MSP FPR95 for cross-entropy and LogitNorm: one row per ``rows`` value (OOD sets
+    and averages), one dot per seed and loss, the pixel baseline ``baseline`` (fractions, indexed by set) as a
+    diamond. ``fpr``: columns ``ood_set, loss, seed, value`` (fractions; :func:`lnlib.tidy.benchmark_fpr95`);
+    ``seeds`` per loss, for the title."""
+    from lnlib.tables import LABELS  # display names
+
+    strips = fpr.assign(row=fpr["ood_set"], method=fpr["loss"], value=100 * fpr["value"])
+    return per_seed_strips(strips, rows, ["ce", "logitnorm"], 100 * baseline, labels=LABELS,
+                           metric_label="MSP FPR95 (%), lower is better",
+                           title=f"FPR95 per seed ({seeds} seeds per loss)")
 
 
 def strips_by_metric(records, panels: dict, methods: list[str], ncols: int = 3, zero_line: bool = False,

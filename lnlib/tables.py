@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lnlib import benchmark, evaluate, pixel_stats
 from lnlib.files import atomic_write_text
 from lnlib.scores import SCORES
+from lnlib.tidy import FAR, SYNTHETIC, in_benchmark_order
 
 LABELS = {"fpr95": "FPR95 ↓", "auroc": "AUROC ↑", "aupr_in": "AUPR-In ↑", "aupr_out": "AUPR-Out ↑",
           "accuracy": "Accuracy ↑", "ece": "ECE ↓", "nll": "NLL ↓", "mmc": "MMC", "temperature": "T",
@@ -246,6 +248,97 @@ def _is_best(values: np.ndarray, metric: str) -> np.ndarray:
     if metric in HIGHER_IS_BETTER:
         return np.isclose(values, np.nanmax(values), rtol=0, atol=1e-9)
     return np.zeros(len(values), dtype=bool)
+
+
+# ------------------------------------------------------------------ the OOD-results chapter's tables
+def run_summary(runs) -> pd.DataFrame:
+    """One row per run: its folder name, test accuracy (%) and training time (s), rounded to one decimal: what a
+    chapter shows after training, so that a missing or failed run is seen before any table is read."""
+    return pd.DataFrame({"run": [r.path.name for r in runs],
+                         "test accuracy (%)": [100 * r.metrics["test_acc"] for r in runs],
+                         "training time (s)": [r.metrics["train_time_s"] for r in runs]}).round(1)
+
+
+def ood_sets(pixel: pd.DataFrame) -> pd.DataFrame:
+    """The benchmark with the bar a pixel statistic sets: one row per offline OOD set, indexed by ``ood_set`` in
+    :func:`lnlib.tidy.benchmark_order`, with the columns of :func:`lnlib.benchmark.describe` (kind, what, source,
+    licence, independent sources) and, from the pixel records ``pixel`` (:func:`lnlib.tidy.pixel_records`), the
+    ``pixel baseline FPR95`` and ``its AUROC`` (percent, one decimal) and the ``best pixel score``
+    (:func:`lnlib.pixel_stats.best`): a set that counting pixels already separates says little about a network."""
+    best, baseline = pixel_stats.best(pixel), pixel_stats.baseline(pixel)
+    return in_benchmark_order(benchmark.describe().reset_index()).set_index("ood_set").assign(**{
+        "pixel baseline FPR95": (100 * baseline["fpr95"]).round(1), "its AUROC": (100 * baseline["auroc"]).round(1),
+        "best pixel score": best.groupby("ood_set")["score"].first()})
+
+
+OOD_SET_COLUMNS = ["kind", "what", "independent_sources", "pixel baseline FPR95", "its AUROC", "best pixel score"]
+
+
+def style_ood_sets(sets: pd.DataFrame, pixel: pd.DataFrame, positive: str = "id"):
+    """:func:`ood_sets` for display (:data:`OOD_SET_COLUMNS`, left-aligned, one decimal), its caption naming the
+    FPR95 convention and how many images the pixel baseline of ``pixel`` scored."""
+    best = pixel_stats.best(pixel)
+    return sets[OOD_SET_COLUMNS].rename_axis(None).style.format(precision=1, na_rep="—").set_caption(
+        f"The offline OOD sets. Pixel baseline: {evaluate.convention(positive)}; percent; {best.n_id.iloc[0]} ID test "
+        f"images against {best.n_ood.min()} to {best.n_ood.max()} images per OOD set").set_properties(
+        **{"text-align": "left"})
+
+
+def style_set_sources(sets: pd.DataFrame):
+    """Where each set of :func:`ood_sets` comes from, and its licence, for display."""
+    return sets[["source", "licence"]].rename_axis(None).style.set_caption(
+        "Where each set comes from, and its licence").set_properties(**{"text-align": "left"})
+
+
+def _family(comparison: pd.DataFrame) -> int:
+    """The number of verdicts the Holm correction of a :func:`lnlib.stats.compare` output ran over (its ``m``)."""
+    return int(comparison["m"].iloc[0]) if len(comparison) else 0
+
+
+def table1_analogue(compared: pd.DataFrame, baseline: pd.Series, cfg, seeds: int, out_dir: Path,
+                    positive: str = "id", protocol: str = "all"):
+    """The LogitNorm paper's Table 1 at this book's scale, for display: :func:`paired_table` of the per-set FPR95
+    comparison ``compared`` (:func:`lnlib.stats.compare` by ``ood_set``, with the far and synthetic averages), each
+    row's ``kind`` (:func:`lnlib.benchmark.kind_of`) first and the pixel baseline (``baseline``, fractions) beside
+    it; the caption names the convention, the ``seeds`` per loss, the Holm family, the runs of ``cfg`` and the raw
+    numbers' folder ``out_dir``."""
+    kinds = {name: benchmark.kind_of(name) for name in compared["ood_set"]} | {FAR: "far", SYNTHETIC: "synthetic"}
+    table = paired_table(compared, "ood_set", baseline=baseline)
+    table.insert(0, "kind", table.index.map(kinds))
+    return table.style.format(precision=1, na_rep="—").set_caption(
+        f"MSP FPR95, {evaluate.convention(positive, protocol)}. Percent: means over {seeds} seeds per loss; the "
+        "difference is the mean paired difference with its 95% bootstrap interval over seeds; p: exact sign-flip "
+        f"test; Holm over the {_family(compared)} verdicts of this page. {cfg.model}, {cfg.train_images:,} "
+        f"{cfg.id_set} training images, {cfg.epochs_to_run} epochs. Raw per-seed numbers: "
+        f"analysis_dir('{Path(out_dir).name}') / 'records.csv'")
+
+
+def open_set_table(compared: pd.DataFrame, baseline: pd.Series, cfg, seeds: int):
+    """The open-set study's verdicts for display: :func:`paired_table` of ``compared`` (:func:`lnlib.stats.compare`
+    by ``row`` of :func:`lnlib.tidy.open_set_records`), rows named by :data:`LABELS`, the pixel baseline
+    (``baseline``) beside the FPR95 rows; the caption names the runs of ``cfg`` (trained on eight classes) and the
+    ``seeds`` per loss."""
+    table = paired_table(compared, "row", baseline=baseline).rename(index=LABELS)
+    table.index.name = None
+    return table.style.format(precision=1, na_rep="—").set_caption(
+        f"The open-set study: {cfg.model}, {cfg.train_images:,} training images of {cfg.id_set}, "
+        f"{cfg.epochs_to_run} epochs, {seeds} seeds per loss. MSP FPR95 (the convention above) and test "
+        f"accuracy on the eight classes, percent; as the table above, Holm over the {_family(compared)} verdicts of "
+        "this page")
+
+
+def per_set_verdicts(compared: pd.DataFrame, baseline: pd.Series) -> dict:
+    """What the OOD-results chapter's prose says of its per-set comparison ``compared`` (as in
+    :func:`table1_analogue`) against the pixel baseline ``baseline`` (FPR95 per set, fractions), as numbers and
+    names for glue: ``n_worse``/``worse_sets``, the sets on which the mean FPR95 of *both* losses is above the
+    baseline (the networks see less than a pixel count); ``n_sets``, the sets compared (the two averages left out);
+    and ``n_lower``/``lower_sets``, ``n_higher``/``higher_sets``, where the corrected test finds a direction."""
+    per_set = compared[~compared["ood_set"].isin([FAR, SYNTHETIC])]
+    lower, higher = (per_set.query("direction == @d")["ood_set"] for d in ("lower", "higher"))
+    bar = per_set["ood_set"].map(baseline)  # the pixel baseline of each set
+    worse = per_set[(per_set["mean_a"] > bar) & (per_set["mean_b"] > bar)]
+    return {"n_worse": len(worse), "worse_sets": names(worse["ood_set"]), "n_sets": len(per_set),
+            "n_lower": len(lower), "n_higher": len(higher), "lower_sets": names(lower), "higher_sets": names(higher)}
 
 
 def save_csv(frame: pd.DataFrame, path: Path) -> Path:

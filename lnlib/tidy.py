@@ -17,7 +17,7 @@ import torch
 
 from lnlib import benchmark, calibration, faraway, hein, metrics, pixel_stats, scores
 from lnlib.config import TrainConfig
-from lnlib.data import VALIDATION_OOD_SETS, run_splits
+from lnlib.data import NEAR_OOD, VALIDATION_OOD_SETS, run_splits
 from lnlib.evaluate import ID_TEST, ID_VAL, evaluation_sets, ood_metrics_per_set, ood_sets, outputs, set_scores
 from lnlib.runs import Run
 
@@ -101,6 +101,14 @@ def pixel_records(cfg: TrainConfig, positive: str = "id", names=None) -> pd.Data
                 rows += [{"statistic": statistic, "form": form, "ood_set": ood_set, "n_id": len(by_set[ID_TEST]),
                           "n_ood": n_ood, "metric": k, "value": v} for k, v in m.items()]
     return pd.DataFrame(rows)
+
+
+def benchmark_pixel_records(cfg: TrainConfig, open_cfg: TrainConfig, positive: str = "id") -> pd.DataFrame:
+    """:func:`pixel_records` of every offline OOD set: ``cfg``'s sets, then the near set (:data:`lnlib.data.NEAR_OOD`,
+    the classes ``open_cfg`` holds out) against ``open_cfg``'s own ID test images, the classes it trains on (the
+    images its runs are evaluated on). Columns as :func:`pixel_records`."""
+    near = pixel_records(open_cfg, positive=positive, names=[NEAR_OOD])
+    return pd.concat([pixel_records(cfg, positive=positive), near], ignore_index=True)
 
 
 def accuracy_records(runs) -> pd.DataFrame:
@@ -287,6 +295,26 @@ def in_benchmark_order(frame: pd.DataFrame, column: str = "ood_set") -> pd.DataF
     """``frame``'s rows sorted (stably) by :func:`benchmark_order` of ``column``; other names last, as they come."""
     rank = {name: i for i, name in enumerate(benchmark_order())}
     return frame.sort_values(column, key=lambda c: c.map(rank).fillna(len(rank)), kind="stable")
+
+
+def benchmark_fpr95(records: pd.DataFrame) -> pd.DataFrame:
+    """The FPR95 rows of :func:`ood_records` with the far and synthetic averages (:func:`with_benchmark_averages`),
+    in :func:`benchmark_order`: one row per run and set, what a per-set comparison of two losses pairs by seed."""
+    return in_benchmark_order(with_benchmark_averages(records).query("metric == 'fpr95'"))
+
+
+def open_set_records(runs, positive: str = "id", protocol: str = "all") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The open-set study's numbers (``runs`` trained without their ``held_out`` classes): ``(records, rows)``.
+
+    ``rows`` are what its verdicts compare, each named in a column ``row``: MSP FPR95 on the near set (the held-out
+    classes) and averaged over the far and over the synthetic sets (:func:`with_benchmark_averages`), then the test
+    accuracy on the trained classes (``row='accuracy'``). ``records`` are the raw numbers to save: every set and
+    metric of :func:`ood_records` (no ``row``), then the accuracy rows. The near set stands beside the averages
+    because it asks whether a verdict holds for classes the network has never seen."""
+    records = ood_records(runs, ["msp"], positive=positive, protocol=protocol)
+    fpr = with_benchmark_averages(records).query("metric == 'fpr95' and ood_set in (@NEAR_OOD, @FAR, @SYNTHETIC)")
+    rows = pd.concat([fpr.assign(row=fpr["ood_set"]), accuracy_records(runs).assign(row="accuracy")])
+    return pd.concat([records, rows.query("row == 'accuracy'")]), rows
 
 
 def _averages(records: pd.DataFrame, labels) -> pd.DataFrame:

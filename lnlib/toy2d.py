@@ -4,7 +4,7 @@ Hein et al. (CVPR 2019) show the toy in their official repository (``toy2d.ipynb
 trained full-batch with Adam (lr 0.01) on 2000 two-moons points rescaled into [0, 1]², CEDA/ACET with 4000
 uniform noise points in [0, 1]² per step and λ = 1. :func:`train_toy` follows that recipe for the four
 methods of the book; :func:`confidence_map` and :func:`region_map` evaluate a model on a grid over any box,
-so a figure can zoom out from the data to 10× and 100× its size.
+so a figure can zoom out from the data to 10× and 100× its size (:data:`BOXES`, :func:`confidence_maps`).
 """
 
 from __future__ import annotations
@@ -14,16 +14,20 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.datasets import make_moons
 
-from lnlib import scores
+from lnlib import scores, tables
 from lnlib.faraway import activation_pattern, confidence_pgd, float64_model
 from lnlib.files import atomic_torch_save, load_tensors
 from lnlib.losses import cross_entropy, logit_norm_loss, max_log_confidence
 from lnlib.models import MLP
 
 TOY_METHODS = ("ce", "logitnorm", "ceda", "acet")  # loss + outlier objective, as in the image chapters
+# the data box, then boxes 10× and 100× wider around its centre: where Theorem 3.1 takes over
+BOXES = {"data box [0, 1]²": (0, 1), "10× wider": (-4.5, 5.5), "100× wider": (-49.5, 50.5)}
+RESOLUTION = 300  # grid points per side of a map (lnlib.hein.QUICK_SIZES caps it for quick builds)
 
 
 def two_moons(n: int = 2000, noise: float = 0.02, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,3 +121,28 @@ def region_map(model: torch.nn.Module, box: tuple[float, float],
     order = np.argsort(np.argsort(first))  # renumber by first appearance, so ids are stable and readable
     return axis, order[ids.ravel()].reshape(resolution, resolution)
 
+
+
+def load_or_train_all(folder, x: torch.Tensor, y: torch.Tensor, **params) -> dict[str, MLP]:
+    """:func:`load_or_train_toy` for every method of :data:`TOY_METHODS`, in that order."""
+    return {m: load_or_train_toy(folder, x, y, m, **params) for m in TOY_METHODS}
+
+
+def confidence_maps(toy: dict, resolution: int = RESOLUTION, tau: float = 0.04) -> dict:
+    """``{row label: {box name: (axis (R,), confidence (R, R))}}`` for :func:`lnlib.plots.confidence_maps`: each
+    model's max softmax over every box of :data:`BOXES` (rows labelled as in :data:`lnlib.tables.LABELS`), then a
+    last row with the LogitNorm model's normalised confidence ``max softmax(f/(τ‖f‖))``."""
+    maps = {tables.LABELS[m]: {b: confidence_map(net, box, resolution) for b, box in BOXES.items()}
+            for m, net in toy.items()}
+    maps[f"LogitNorm: normalised\nconfidence, τ = {tau:g}"] = {
+        b: confidence_map(toy["logitnorm"], box, resolution, tau=tau) for b, box in BOXES.items()}
+    return maps
+
+
+def median_confidence(maps: dict) -> pd.DataFrame:
+    """The median of each map of :func:`confidence_maps` as a percentage string: one row per model, one column
+    per box."""
+    medians = {name: {b: f"{100 * np.median(values):.1f}%" for b, (_, values) in row.items()}
+               for name, row in maps.items()}
+    return pd.DataFrame(medians).T.rename(index=lambda name: name.replace("\n", " ")).rename_axis(
+        "median confidence over the box")

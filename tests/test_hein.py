@@ -13,6 +13,7 @@ def test_quick_mode_caps_the_counts_in_one_place():
     assert hein.sizes(False, n_rays=500, n_noise=1000) == {"n_rays": 500, "n_noise": 1000}
     assert hein.sizes(True, n_rays=500, n_noise=50, attack_steps=40) == {"n_rays": 100, "n_noise": 50,
                                                                          "attack_steps": 10}
+    assert hein.sizes(True, toy_resolution=300) == {"toy_resolution": 100}  # the toy's maps, capped here too
 
 
 def test_method_comparison_over_seeds_pairs_every_method_by_seed():
@@ -36,6 +37,7 @@ def test_table2_and_noise_of_a_run_are_cached_and_read_back_unchanged(runs_root)
                                                                                       first["clipped_class"])
     hein.table2_rays(run, hein.UNIFORM_NOISE, torch.rand(12, 1, 28, 28))  # other directions: another file
     assert len(list((run.path / "rays").glob("table2-*.npz"))) == 2 and cached.exists()
+    assert hein.check_alpha_star(run, u).all()  # every cached α* in the step where a brute-force scan gets there
     records = tidy.table2_records([run], {hein.UNIFORM_NOISE: u}).set_index("metric")["value"]
     assert records["median_alpha"] == pytest.approx(np.median(first["alpha_star"]))
     assert records["log10_median_alpha"] == pytest.approx(np.log10(records["median_alpha"]))

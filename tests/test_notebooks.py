@@ -41,6 +41,25 @@ def _text(nb) -> str:
     return "\n".join(parts)
 
 
+BODY_LINES = 50  # "about 50": a chapter reads as prose, a call and a figure; what computes belongs in lnlib
+
+
+def body_lines(path) -> int:
+    """Code lines of a notebook outside its parameters cell and its glue cells (tagged remove-cell), blank lines
+    and comments not counted."""
+    cells = nbformat.read(path, as_version=4).cells
+    code = [c.source for c in cells if c.cell_type == "code"
+            and not {"parameters", "remove-cell"} & set(c.metadata.get("tags", []))]
+    lines = [line.strip() for source in code for line in source.splitlines()]
+    return sum(1 for line in lines if line and not line.startswith("#"))
+
+
+def test_every_chapter_body_is_short():
+    lengths = {p.stem: body_lines(p) for p in sorted((REPO / "nbs").glob("*.ipynb"))}
+    assert len(lengths) >= 15 and min(lengths.values()) > 0
+    assert {name: n for name, n in lengths.items() if n > BODY_LINES} == {}
+
+
 def test_parameters_cell_names_equal_config_fields():
     from lnlib import TrainConfig
 

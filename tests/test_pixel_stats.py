@@ -95,3 +95,14 @@ def test_the_benchmark_kinds_match_the_pixel_baseline(fashion_mnist_available):
             separable = best[name] <= benchmark.SEPARABLE_AT
             assert separable == (benchmark.SETS[name].kind == "separable"), (cfg.held_out, name, best[name])
 
+
+
+def test_baseline_is_one_row_per_set_with_the_metrics_of_its_best_score():
+    rows = [("a", "typical", "s2", "fpr95", 0.5), ("a", "typical", "s2", "auroc", 0.6),
+            ("b", "high", "s2", "fpr95", 0.9), ("b", "high", "s2", "auroc", 0.9),
+            ("a", "typical", "s1", "fpr95", 0.3), ("a", "typical", "s1", "auroc", 0.8),
+            ("b", "high", "s1", "fpr95", 0.1), ("b", "high", "s1", "auroc", 0.7)]
+    table = pixel_stats.baseline(pd.DataFrame(rows, columns=["statistic", "form", "ood_set", "metric", "value"]))
+    assert list(table.index) == ["s1", "s2"] and sorted(table.columns) == ["auroc", "fpr95"]
+    assert table.loc["s1"].to_dict() == {"auroc": 0.7, "fpr95": 0.1}  # b's AUROC: the score with the best FPR95
+    assert table.loc["s2"].to_dict() == {"auroc": 0.6, "fpr95": 0.5}

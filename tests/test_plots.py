@@ -78,6 +78,34 @@ def test_reliability_and_bars():
     assert fig.axes[0].get_ylabel() == "FPR95 ↓ (%)"
 
 
+def test_reliability_panels_show_one_seed_before_and_after_its_fitted_temperature(monkeypatch):
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from lnlib import evaluate
+
+    rng = np.random.default_rng(0)
+    test = {loss: SimpleNamespace(logits=rng.normal(0, scale, (400, 10)), labels=rng.integers(0, 10, 400))
+            for loss, scale in (("ce", 6.0), ("logitnorm", 0.5))}
+    monkeypatch.setattr(evaluate, "outputs", lambda run, sets: {s: test[run.config.loss] for s in sets})
+    runs = [SimpleNamespace(config=SimpleNamespace(loss=loss, seed=seed), path=Path(f"runs/{loss}{seed}"))
+            for loss in ("ce", "logitnorm") for seed in (0, 1)]
+    records = pd.DataFrame([{"run": f"{loss}{seed}", "metric": metric, "stage": stage,
+                             "value": {"ce": 3.0, "logitnorm": 0.25}[loss] + seed if metric == "temperature" else 0.5}
+                            for loss in ("ce", "logitnorm") for seed in (0, 1) for metric in ("ece", "temperature")
+                            for stage in ("before", "after") if (metric, stage) != ("temperature", "before")])
+    panels = plots.reliability_panels(runs, records)
+    names = list(panels)
+    assert [n.split("\n")[0] for n in names] == ["CE, T = 1.00", "CE, T = 3.00", "LogitNorm, T = 1.00",
+                                                  "LogitNorm, T = 0.25"]  # seed 0 only, its own fitted T
+    ce = test["ce"]
+    assert names[1] == f"CE, T = 3.00\nECE {100 * metrics.ece(ce.logits, ce.labels, temperature=3.0):.2f}%"
+    after = metrics.reliability(ce.logits, ce.labels, temperature=3.0)
+    assert all(np.array_equal(panels[names[1]][k], after[k], equal_nan=True) for k in after)
+    assert list(plots.reliability_panels(runs, records, seed=1))[1].startswith("CE, T = 4.00\n")
+    _labelled(plots.reliability_diagrams(panels))
+
+
 def test_strips_by_metric_puts_each_arm_on_its_row_with_its_seeds():
     records = pd.DataFrame([{"method": m, "metric": k, "seed": s, "value": v + s}
                             for m, v in (("with", 1.0), ("without", 10.0)) for k in ("norm", "ece") for s in range(3)])
@@ -127,3 +155,16 @@ def test_the_clipped_noise_figure_fits_its_legends_and_titles(tmp_path):
     assert plots.text_outside(fig) == []
     plots.save(fig, tmp_path / "clipped")
     _labelled(fig)
+
+
+def test_fpr95_per_seed_shows_each_losss_seeds_in_percent_beside_the_pixel_baseline():
+    fpr = pd.DataFrame([{"ood_set": s, "loss": loss, "seed": seed, "value": 0.1 * (seed + 1) + (0.5 if s == "x" else 0)}
+                        for s in ("digits", "x") for loss in ("ce", "logitnorm") for seed in range(3)])
+    fig = plots.fpr95_per_seed(fpr, ["digits", "x"], pd.Series({"digits": 0.25}), seeds=3)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "MSP FPR95 (%), lower is better"
+    assert fig.get_suptitle() == "FPR95 per seed (3 seeds per loss)"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["digits", "x"]
+    np.testing.assert_allclose(ax.collections[0].get_offsets()[:, 0], [10, 20, 30])  # CE on digits, percent
+    np.testing.assert_allclose(ax.collections[-1].get_offsets()[0], [25, 0])  # the baseline's diamond, on digits
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["CE", "LogitNorm", "pixel baseline"]

@@ -246,3 +246,97 @@ def test_measuring_fewer_epochs_changes_no_weight(runs_root):
     assert every.metrics["ood"] == last.metrics["ood"] and every.metrics["test_acc"] == last.metrics["test_acc"]
     pd.testing.assert_frame_equal(every.history.iloc[[-1]].drop(columns="epoch_time_s").reset_index(drop=True),
                                   last.history.drop(columns="epoch_time_s"))
+
+
+# ----------------------------------------------------------------- lnlib.regime: the chapter's tables and numbers
+WD, FREE = "CE, weight decay 0.0005", "CE, no weight decay"
+
+
+def _regime_frames(free_fits: bool = True):
+    """Ten seeds per arm. With weight decay every run fits at epoch 4 and its norm goes 10 → 10.5 (+ seed/100); without,
+    every run fits at epoch 5 (the first OOD measurement at or after it: epoch 6) and its norm goes 12 → 14, except
+    seed 9, which never fits (and every run of the arm when ``free_fits`` is False). FPR95 (far) is 0.3 at the
+    fitting measurement and 0.5 at the end (epoch 8) under weight decay, flat at 0.4 without; synthetic: 0.6 flat."""
+    from lnlib import tidy
+
+    growth, along = [], []
+    for arm, fitted_at, (norm_fit, norm_end) in ((WD, 4.0, (10.0, 10.5)), (FREE, 5.0, (12.0, 14.0))):
+        for s in range(10):
+            fits = arm == WD or (free_fits and s < 9)
+            growth.append({"method": arm, "seed": s, "run": f"{arm}-{s}",
+                           "fit_epoch": fitted_at if fits else float("nan"),
+                           "steps_after_fit": (8 - fitted_at) * 125 if fits else float("nan"),
+                           "at_fit": norm_fit + s / 100 if fits else float("nan"), "at_end": norm_end + s / 100})
+            for epoch in (2, 4, 6, 8):
+                far = (0.3 if epoch < 8 else 0.5) if arm == WD else 0.4
+                for ood_set, value in ((tidy.SYNTHETIC, 0.6), ("digits", 0.9), (tidy.FAR, far + s / 1000)):
+                    for metric in ("fpr95", "auroc"):
+                        along.append({"method": arm, "seed": s, "run": f"{arm}-{s}", "epoch": epoch,
+                                      "ood_set": ood_set, "metric": metric, "value": value})
+    return pd.DataFrame(growth), pd.DataFrame(along)
+
+
+def test_the_stages_after_fitting_pair_the_runs_that_fitted():
+    from lnlib import regime, tidy
+
+    growth, along = _regime_frames()
+    both = regime.fit_and_end(growth, along)
+    assert set(both.groupby(["method", "metric", "ood_set"]).groups) == {
+        (arm, "norm", "training images") for arm in (WD, FREE)} | {
+        (arm, "fpr95", kind) for arm in (WD, FREE) for kind in (tidy.FAR, tidy.SYNTHETIC)}
+    assert not both["run"].eq(f"{FREE}-9").any()  # it never fitted: nothing to compare
+    norm = both.query("metric == 'norm'").set_index(["run", "stage"])["value"]
+    assert norm[(f"{WD}-3", "fitted")] == 10.03 and norm[(f"{WD}-3", "end")] == 10.53
+    fpr = both.query("metric == 'fpr95'").set_index(["run", "ood_set", "stage"])
+    assert fpr.loc[(f"{WD}-0", tidy.FAR, "fitted"), "epoch"] == 4 and fpr.loc[(f"{FREE}-0", tidy.FAR, "fitted"),
+                                                                              "epoch"] == 6
+    assert fpr.loc[(f"{WD}-0", tidy.FAR, "end"), "value"] == 0.5
+    kinds = both.query("metric == 'fpr95'")["ood_set"].tolist()
+    assert kinds == sorted(kinds, key=[tidy.FAR, tidy.SYNTHETIC].index)  # the benchmark's order
+    per_seed = regime.per_seed_changes(both)
+    assert {"method", "metric", "seed", "value"} <= set(per_seed.columns)
+    changes = per_seed.set_index(["method", "metric", "seed"])["value"]
+    assert changes[(WD, "training images", 7)] == pytest.approx(0.5) and changes[(FREE, tidy.FAR, 0)] == 0.0
+    assert changes[(WD, tidy.FAR, 2)] == pytest.approx(0.2) and len(changes.loc[FREE]) == 3 * 9
+
+
+def test_the_changes_table_and_the_numbers_the_prose_quotes():
+    from lnlib import regime, stats, tidy
+
+    growth, along = _regime_frames()
+    both = regime.fit_and_end(growth, along)
+    changes = stats.compare(both, ["method", "metric", "ood_set"], compare="stage", a="end", b="fitted", family=6)
+    styler = regime.changes_table(changes, 10, 6)
+    table = styler.data
+    assert styler.caption.endswith("10 seeds, paired by seed; Holm over the 6 rows")
+    assert table.loc[f"{WD}: mean ‖f‖, training images", ["fitted", "end"]].tolist() == ["10.04", "10.54"]
+    assert table.loc[f"{WD}: FPR95, {tidy.FAR}", ["fitted", "end"]].tolist() == ["30.4", "50.4"]
+    assert table.loc[f"{WD}: FPR95, {tidy.FAR}", "verdict"] == "end higher"
+    assert table.loc[f"{FREE}: FPR95, {tidy.SYNTHETIC}", "verdict"] == "no detectable difference"
+    numbers = regime.numbers(preset("paper_regime", loss="ce"), 10, 6, growth, changes, [WD, FREE])
+    assert numbers["steps_per_epoch"] == 125 and numbers["milestone"] == 20
+    assert numbers["tail_lr"] == pytest.approx(0.00125) and numbers["family"] == 6
+    assert numbers["wd_fitted"] == 10 and numbers["free_fitted"] == 9 and numbers["free_fit_epoch"] == 5.0
+    assert numbers["wd_steps"] == 500 and numbers["wd_norm_fit"] == pytest.approx(10.045)
+    assert numbers["wd_far_fit"] == pytest.approx(30.45) and numbers["wd_far_end"] == pytest.approx(50.45)
+    assert numbers["wd_far_verdict"].startswith("it rose") and numbers["wd_norm_verdict"].startswith("it rose")
+    assert numbers["free_far_verdict"].startswith("no detectable difference")
+    unfit, along = _regime_frames(free_fits=False)
+    both = regime.fit_and_end(unfit, along)
+    changes = stats.compare(both, ["method", "metric", "ood_set"], compare="stage", a="end", b="fitted", family=6)
+    numbers = regime.numbers(preset("paper_regime", loss="ce"), 10, 6, unfit, changes, [WD, FREE])
+    assert numbers["free_fitted"] == 0 and np.isnan(numbers["free_far_fit"])
+    assert numbers["free_norm_verdict"] == numbers["free_synthetic_verdict"] == "not measured: no run fitted"
+
+
+def test_the_fit_table_shows_each_arm_over_its_seeds():
+    from lnlib import regime
+
+    growth, _ = _regime_frames()
+    styler = regime.fit_table(growth, 10)
+    table = styler.data
+    assert list(table.columns) == [WD, FREE] and list(table.index) == ["fit_epoch", "steps_after_fit", "at_fit",
+                                                                     "at_end"]
+    assert table.loc["fit_epoch", WD] == "4.00 ± 0.00" and table.loc["steps_after_fit", FREE] == "375.00 ± 0.00"
+    assert table.loc["at_end", FREE] == "14.04 ± 0.03"  # all ten seeds, the one that never fitted too
+    assert "(clean accuracy ≥ 99.5%)" in styler.caption and styler.caption.endswith("over 10 seeds")

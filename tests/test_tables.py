@@ -255,3 +255,197 @@ def test_paired_table_scales_each_row_and_names_its_own_arms():
     assert table.loc["norm", "end − fitted [95% interval]"] == "+2.00 [+2.00, +2.00]"
     assert table.loc["norm", "verdict"] == "end higher"
     assert table.loc["fpr95", "verdict"] == "no detectable difference"
+
+
+def test_the_status_of_the_books_runs_states_each_scale_from_the_runs_given(monkeypatch):
+    from types import SimpleNamespace
+
+    from lnlib import hein, preset, ranking, tidy
+
+    seen = {}
+    monkeypatch.setattr(paper, "reproduction_status", lambda *args, **kw: seen.update(args=args, kw=kw) or "status")
+    for module, name in ((tidy, "accuracy_records"), (tidy, "ray_records"), (tidy, "growth_after_fit"),
+                         (tidy, "table2_records"), (tidy, "noise_records"), (ranking, "scale_records"),
+                         (ranking, "norm_records")):
+        monkeypatch.setattr(module, name, lambda *a, name=name, **k: (name, a))
+    monkeypatch.setattr(tidy, "ood_records", lambda runs, scores: ("ood_records", len(runs)))
+    monkeypatch.setattr(hein, "ray_inputs", lambda dataset, n: {hein.UNIFORM_NOISE: f"noise{n}", hein.TEST_IMAGES: 0})
+    cfg = preset("seed_study")
+    runs_of = lambda c, seeds, losses=("ce", "logitnorm"): [SimpleNamespace(config=c.replace(loss=loss, seed=s))
+                                                           for loss in losses for s in range(seeds)]
+    size = {"n_rays": 20, "n_noise": 50, "attack_steps": 3}
+    hein_runs = runs_of(cfg, 2, ("ce", "ce", "ce"))
+    status = paper.measured_status(cfg, size, runs_of(cfg, 3), hein_runs, runs_of(preset("paper_regime"), 4, ("ce",)),
+                                   runs_of(cfg, 5), runs_of(preset("open_set"), 6))
+    args, kw = seen["args"], seen["kw"]
+    assert status == "status" and args[1] == ("ood_records", 6)
+    assert args[3] == "fashion_mnist, small_cnn, 10,000 training images, 8 epochs, 3 seed(s) per loss"
+    assert args[4] == ("fashion_mnist, small_cnn, 10,000 training images, 8 epochs, cross-entropy seed 0, 20 rays per "
+                       "set")
+    assert args[2] == ("ray_records", (hein_runs[:1], {hein.UNIFORM_NOISE: "noise20", hein.TEST_IMAGES: 0}, cfg.tau))
+    where = kw["mechanism"]["where"]
+    assert where["growth"] == ("fashion_mnist, small_cnn, 4,000 training images, no augmentation, batch 32, 40 epochs, "
+                               "weight decay 0.0005, 4 seed(s)")
+    assert where["scale"].endswith("5 seed(s) per arm") and where["ranking"] == args[3]
+    assert kw["near"] == {"ood": ("ood_records", 12), "scale": "fashion_mnist without Bag, Ankle boot, small_cnn, "
+                          "10,000 training images, 8 epochs, 6 seed(s) per loss"}
+    assert kw["hein"]["where"] == ("the seed study's recipe: plain training, CEDA and ACET (5 PGD steps), 2 seed(s) "
+                                   "each; 20 uniform images, 50 noise images attacked with 3 steps")
+    assert kw["hein"]["table2"] == ("table2_records", (hein_runs, {hein.UNIFORM_NOISE: "noise20"}))
+    assert kw["hein"]["noise"] == ("noise_records", (hein_runs, 50, cfg.pgd_eps, 3))
+    paper.measured_status(cfg, size, runs_of(cfg, 3), hein_runs, runs_of(preset("paper_regime"), 4, ("ce",)),
+                          runs_of(cfg, 5))
+    assert seen["kw"]["near"] is None  # no open-set study, no near-OOD row
+
+
+def test_the_status_page_glues_every_claim_in_row_order():
+    rows = lambda n: pd.DataFrame({"ours": [f"o{i}" for i in range(n)], "verdict": [f"v{i}" for i in range(n)],
+                                   "scale": [f"s{i}" for i in range(n)]}, index=[f"claim {i}" for i in range(n)])
+    numbers = paper.status_numbers(rows(18), near=True)
+    assert len(numbers) == 3 * 18 and numbers["ours_fpr_near"] == "o0" and numbers["scale_fpr_far"] == "s1"
+    assert numbers["verdict_mechanism_growth"] == "v4" and numbers["ours_ceda_attacked"] == "o17"
+    numbers = paper.status_numbers(rows(17), near=False)
+    assert "ours_fpr_near" not in numbers and numbers["ours_fpr_far"] == "o0" and numbers["verdict_theorem"] == "v8"
+    with pytest.raises(ValueError):  # a row more or less than the claims: the keys would be pasted on the wrong rows
+        paper.status_numbers(rows(17), near=True)
+    caption = paper.style_status(rows(2), 20).caption
+    assert caption.startswith("MSP; FPR95 with ID as the positive class")
+    assert "rays: 20 per set, α up to 2^60. Paper numbers: lnlib.paper" in caption
+
+
+# ------------------------------------------------------------------ the OOD-results chapter's tables
+def _run_rows(loss, seed, values: dict, metric="fpr95", **extra):
+    """Rows as lnlib.tidy.ood_records makes them, for one run: {ood_set: value}."""
+    run = {"loss": loss, "method": loss, "tau": 0.04 if loss == "logitnorm" else np.nan, "weight_decay": 5e-4,
+           "seed": seed, "run": f"{loss}-s{seed}"}
+    return [{**run, **extra, "score": "msp", "ood_set": s, "n_id": 100, "n_ood": 50, "metric": metric, "value": v}
+            for s, v in values.items()]
+
+
+def test_benchmark_fpr95_keeps_fpr95_with_the_averages_in_the_book_order():
+    from lnlib import tidy
+
+    rows = [r for loss in ("ce", "logitnorm") for metric in ("fpr95", "auroc")
+            for r in _run_rows(loss, 0, {"uniform_noise": 0.2, "textures": 0.9, "digits": 0.5, "letters": 0.3}, metric)]
+    fpr = tidy.benchmark_fpr95(pd.DataFrame(rows))
+    assert set(fpr["metric"]) == {"fpr95"} and len(fpr) == 2 * 6
+    assert list(dict.fromkeys(fpr["ood_set"])) == ["letters", "digits", tidy.FAR, "textures", "uniform_noise",
+                                                   tidy.SYNTHETIC]
+    assert fpr.query("ood_set == @tidy.FAR")["value"].tolist() == pytest.approx([0.4, 0.4])
+
+
+def test_open_set_records_name_the_rows_its_verdicts_compare(monkeypatch):
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from lnlib import tidy
+    from lnlib.data import NEAR_OOD
+
+    runs = [SimpleNamespace(config=SimpleNamespace(loss=loss, method=loss, tau=0.04, weight_decay=5e-4, seed=0),
+                            path=Path(f"runs/{loss}-s0"), metrics={"test_acc": acc})
+            for loss, acc in (("ce", 0.9), ("logitnorm", 0.92))]
+    seen = {}
+
+    def fake_ood_records(runs, scores, positive, protocol):
+        seen.update(scores=scores, positive=positive, protocol=protocol)
+        return pd.DataFrame([r for run in runs for metric in ("fpr95", "auroc") for r in _run_rows(
+            run.config.loss, 0, {NEAR_OOD: 0.7, "digits": 0.4, "textures": 0.1, "uniform_noise": 0.2}, metric)])
+
+    monkeypatch.setattr(tidy, "ood_records", fake_ood_records)
+    records, rows = tidy.open_set_records(runs, positive="ood", protocol="official")
+    assert seen == {"scores": ["msp"], "positive": "ood", "protocol": "official"}
+    assert list(dict.fromkeys(rows["row"])) == [NEAR_OOD, tidy.FAR, tidy.SYNTHETIC, "accuracy"]  # no separable set
+    assert set(rows.query("row != 'accuracy'")["metric"]) == {"fpr95"}
+    assert rows.query("row == 'accuracy'")["value"].tolist() == [0.9, 0.92]
+    assert len(records) == 2 * 2 * 4 + 2 and records["row"].tolist()[-2:] == ["accuracy", "accuracy"]
+    assert records["row"].iloc[:-2].isna().all()  # the OOD records as ood_records gave them, then the accuracy
+
+
+def test_run_summary_shows_each_run_with_its_accuracy_and_training_time():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    runs = [SimpleNamespace(path=Path("runs/a"), metrics={"test_acc": 0.91234, "train_time_s": 12.345})]
+    summary = tables.run_summary(runs)
+    assert summary.to_dict("records") == [{"run": "a", "test accuracy (%)": 91.2, "training time (s)": 12.3}]
+
+
+def _pixel(sets, fpr95=0.5):
+    """Pixel records of two statistics per set; 'dark_share (high)' is the better one (FPR95 ``fpr95``)."""
+    return pd.DataFrame([{"statistic": stat, "form": "high", "ood_set": s, "n_id": 1000, "n_ood": 200 + 100 * (i % 2),
+                          "metric": metric, "value": value}
+                         for i, s in enumerate(sets) for stat, shift in (("dark_share", 0.0), ("roughness", 0.3))
+                         for metric, value in (("fpr95", fpr95 + shift), ("auroc", 0.801 - shift))])
+
+
+def test_ood_sets_lists_the_benchmark_in_its_order_with_the_pixel_baseline():
+    from lnlib import benchmark, tidy
+
+    pixel = _pixel(list(reversed(benchmark.describe().index)), fpr95=0.1234)
+    sets = tables.ood_sets(pixel)
+    assert list(sets.index) == [s for s in tidy.benchmark_order() if s in benchmark.SETS]
+    assert sets.loc["digits", "kind"] == "far" and sets.loc["textures", "kind"] == "separable"
+    assert sets.loc["digits", "pixel baseline FPR95"] == 12.3 and sets.loc["digits", "its AUROC"] == 80.1
+    assert set(sets["best pixel score"]) == {"dark_share (high)"}
+    shown = tables.style_ood_sets(sets, pixel, positive="ood")
+    assert list(shown.data.columns) == tables.OOD_SET_COLUMNS and shown.data.index.name is None
+    assert shown.caption.startswith("The offline OOD sets. Pixel baseline: FPR95 with OOD as the positive class")
+    assert shown.caption.endswith("; percent; 1000 ID test images against 200 to 300 images per OOD set")
+    sources = tables.style_set_sources(sets)
+    assert list(sources.data.columns) == ["source", "licence"] and sources.caption.startswith("Where each set")
+
+
+def _compared(shifts: dict, family=None):
+    """stats.compare of ten paired seeds per set: LogitNorm − CE = ``shifts[set]`` (CE at 0.5)."""
+    from lnlib import stats
+
+    rows = [{"loss": loss, "seed": s, "ood_set": name, "value": 0.5 + (shift if loss == "logitnorm" else 0) + 0.01 * s}
+            for s in range(10) for name, shift in shifts.items() for loss in ("ce", "logitnorm")]
+    return stats.compare(pd.DataFrame(rows), "ood_set", family=family)
+
+
+def test_table1_analogue_puts_each_sets_kind_first_and_names_the_runs_in_its_caption():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from lnlib import tidy
+
+    compared = _compared({"digits": -0.2, tidy.FAR: -0.2, "textures": 0.0, "permuted": 0.1}, family=7)
+    cfg = SimpleNamespace(model="small_cnn", train_images=10000, id_set="fashion_mnist", epochs_to_run=8)
+    styled = tables.table1_analogue(compared, pd.Series({"digits": 0.3, "textures": 0.05}), cfg, 10,
+                                    Path("analysis/ood_results-1"), protocol="all")
+    table = styled.data
+    assert table["kind"].to_dict() == {"digits": "far", tidy.FAR: "far", "textures": "separable",
+                                       "permuted": "synthetic"}
+    assert list(table.columns[:4]) == ["kind", "pixel baseline", "CE", "LogitNorm"]
+    assert table.loc["digits", "pixel baseline"] == 30.0 and table.loc["digits", "verdict"] == "LogitNorm lower"
+    assert "Percent: means over 10 seeds per loss" in styled.caption and "Holm over the 7 verdicts" in styled.caption
+    assert styled.caption.endswith("small_cnn, 10,000 fashion_mnist training images, 8 epochs. Raw per-seed numbers: "
+                                   "analysis_dir('ood_results-1') / 'records.csv'")
+
+
+def test_open_set_table_names_its_rows_and_its_runs():
+    from types import SimpleNamespace
+
+    from lnlib import tidy
+    from lnlib.data import NEAR_OOD
+
+    compared = _compared({NEAR_OOD: 0.0, tidy.FAR: -0.2, "accuracy": 0.01}, family=16).rename(
+        columns={"ood_set": "row"})
+    cfg = SimpleNamespace(model="small_cnn", train_images=8000, id_set="fashion_mnist (8 classes)", epochs_to_run=8)
+    styled = tables.open_set_table(compared, pd.Series({NEAR_OOD: 0.6}), cfg, 10)
+    assert list(styled.data.index) == ["held-out classes", tidy.FAR, "Accuracy ↑"] and styled.data.index.name is None
+    assert styled.data.loc["held-out classes", "pixel baseline"] == 60.0
+    assert styled.caption.startswith("The open-set study: small_cnn, 8,000 training images of fashion_mnist (8 "
+                                     "classes), 8 epochs, 10 seeds per loss.")
+    assert styled.caption.endswith("Holm over the 16 verdicts of this page")
+
+
+def test_per_set_verdicts_count_the_directions_and_the_sets_where_both_losses_miss_the_pixel_baseline():
+    from lnlib import tidy
+
+    compared = _compared({"digits": -0.2, "letters": 0.2, "scripts": 0.0, tidy.FAR: -0.2, "textures": 0.0})
+    baseline = pd.Series({"digits": 0.4, "letters": 0.9, "scripts": 0.2, "textures": 0.1, "held_out": 0.5})
+    said = tables.per_set_verdicts(compared, baseline)
+    assert said == {"n_worse": 2, "worse_sets": "scripts, textures",  # both losses' means above the baseline
+                    "n_sets": 4, "n_lower": 1, "n_higher": 1, "lower_sets": "digits", "higher_sets": "letters"}
