@@ -19,6 +19,10 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from lnlib import evaluate  # noqa: E402
+from lnlib.metrics import ece, reliability  # noqa: E402
+from lnlib.tables import LABELS  # noqa: E402
+
 PALETTE = sns.color_palette("colorblind")
 SPLIT_COLORS = {"train": PALETTE[0], "test": PALETTE[1], "ood": PALETTE[2]}
 sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE)
@@ -87,8 +91,6 @@ def reliability_panels(runs, records, seed: int = 0) -> dict:
     (:func:`lnlib.tidy.calibration_records` of the same runs: the row ``metric='temperature', stage='after'``).
     Returns ``{"<loss>, T = <T>\\nECE <ECE>%": metrics.reliability(...)}``, two entries per run, before then after.
     One seed, because a reliability diagram is one network's; the spread over seeds is the calibration table's."""
-    from lnlib import evaluate, metrics, tables  # the runs' outputs: only this helper needs them
-
     panels = {}
     for run in runs:
         if run.config.seed != seed:
@@ -96,9 +98,9 @@ def reliability_panels(runs, records, seed: int = 0) -> dict:
         test = evaluate.outputs(run, [evaluate.ID_TEST])[evaluate.ID_TEST]
         fitted = records.query("run == @run.path.name and metric == 'temperature' and stage == 'after'").value.item()
         for t in (1.0, fitted):
-            ece = metrics.ece(test.logits, test.labels, temperature=t)
-            name = f"{tables.LABELS[run.config.loss]}, T = {t:.2f}\nECE {100 * ece:.2f}%"
-            panels[name] = metrics.reliability(test.logits, test.labels, temperature=t)
+            error = ece(test.logits, test.labels, temperature=t)
+            name = f"{LABELS[run.config.loss]}, T = {t:.2f}\nECE {100 * error:.2f}%"
+            panels[name] = reliability(test.logits, test.labels, temperature=t)
     return panels
 
 
@@ -166,8 +168,6 @@ def fpr95_per_seed(fpr, rows: list[str], baseline, seeds: int) -> plt.Figure:
     and averages), one dot per seed and loss, the pixel baseline ``baseline`` (fractions, indexed by set) as a
     diamond. ``fpr``: columns ``ood_set, loss, seed, value`` (fractions; :func:`lnlib.tidy.benchmark_fpr95`);
     ``seeds`` per loss, for the title."""
-    from lnlib.tables import LABELS  # display names
-
     strips = fpr.assign(row=fpr["ood_set"], method=fpr["loss"], value=100 * fpr["value"])
     return per_seed_strips(strips, rows, ["ce", "logitnorm"], 100 * baseline, labels=LABELS,
                            metric_label="MSP FPR95 (%), lower is better",
