@@ -253,6 +253,28 @@ def parse_variant(text: str) -> dict:
     return out
 
 
+QUICK_STEPS = 5  # timed steps per loop in quick mode (CI, labs): the first case only, no variants
+
+
+def plan(cases: list[str], variants: list[dict], steps: int = 0, quick: bool = False) -> tuple[list, list, int]:
+    """What a caller (the run-it-yourself chapter) asks to time, checked before any timing: ``(cases, variants,
+    steps)``. ``variants`` as dicts (``{"channels_last": False}``) become the ``--variants`` strings
+    :func:`run_case` takes; an unknown case or variant key raises ``ValueError`` naming the valid ones; GPU cases
+    are dropped where torch sees no GPU. ``quick`` keeps the first case and :data:`QUICK_STEPS` steps (unless
+    ``steps`` is set), without variants."""
+    if quick:
+        cases, variants, steps = cases[:1], [], steps or QUICK_STEPS
+    bad = [c for c in cases if c not in CASES]
+    if bad:
+        raise ValueError(f"cases={bad} are not benchmark cases; choose from {sorted(CASES)}")
+    if not torch.cuda.is_available():
+        cases = [c for c in cases if CASES[c][0].device != "cuda"]
+    variants = [" ".join(f"{key}={value}" for key, value in v.items()) for v in variants]  # the --variants form
+    for v in variants:
+        parse_variant(v)  # a bad setting fails here, before any timing
+    return cases, variants, steps
+
+
 def run_case(name: str, variants: list[str] | None = None, steps: int | None = None) -> dict:
     cfg, n_images, default_steps, warmup, default_variants = CASES[name]
     steps, variants = steps or default_steps, default_variants if variants is None else variants

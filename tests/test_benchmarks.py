@@ -57,6 +57,20 @@ def test_bad_variant_is_refused_before_any_work():
         "channels_last": False, "threads": 1, "precision": "bf16"}
 
 
+def test_plan_checks_the_cases_and_variants_and_shrinks_for_quick_mode():
+    cases, variants, steps = bench.plan(["small_cnn_cpu", "wrn40_2_cpu"], [{"channels_last": False}], 0)
+    assert cases == ["small_cnn_cpu", "wrn40_2_cpu"] and variants == ["channels_last=False"] and steps == 0
+    assert bench.plan(["wrn40_2_cpu", "small_cnn_cpu"], [{"threads": 1}], 0, quick=True) == (
+        ["wrn40_2_cpu"], [], bench.QUICK_STEPS)
+    assert bench.plan(["small_cnn_cpu"], [], 7, quick=True)[2] == 7  # steps asked for are kept
+    with pytest.raises(ValueError, match=r"cases=\['tiny'\].*small_cnn_cpu"):
+        bench.plan(["small_cnn_cpu", "tiny"], [], 0)
+    with pytest.raises(ValueError, match="'thread'"):
+        bench.plan(["small_cnn_cpu"], [{"thread": 1}], 0)
+    if not torch.cuda.is_available():  # a GPU case is dropped, not timed on the CPU
+        assert bench.plan(["wrn40_2_cuda", "small_cnn_cpu"], [], 0)[0] == ["small_cnn_cpu"]
+
+
 @pytest.mark.usefixtures("fashion_mnist_available")
 def test_benchmark_runs_and_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
